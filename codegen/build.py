@@ -1,0 +1,53 @@
+"""Compile generated C into a shared library with the system compiler, cached by content hash."""
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .errors import BuildError
+
+WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]
+# Host default: the user's machine is the target. Override with KILN_CFLAGS or cflags=.
+DEFAULT_CFLAGS = ["-O3", "-march=native"]
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("KILN_CACHE", Path.home() / ".cache" / "kiln"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def compiler() -> str:
+    return os.environ.get("CC", "cc")
+
+
+def default_cflags() -> list[str]:
+    env = os.environ.get("KILN_CFLAGS")
+    return shlex.split(env) if env else list(DEFAULT_CFLAGS)
+
+
+def build_shared(name: str, c_source: str, h_source: str, cflags=None) -> Path:
+    """Build NAME.c/.h into a shared library and return its path (reused when nothing changed)."""
+    cflags = default_cflags() if cflags is None else list(cflags)
+    cc = compiler()
+    key = hashlib.sha256("\0".join([cc, *cflags, c_source, h_source]).encode()).hexdigest()[:24]
+    lib = cache_dir() / f"{name}-{key}.so"
+    if lib.exists():
+        return lib
+    with tempfile.TemporaryDirectory(prefix="kiln-") as tmp:
+        (Path(tmp) / f"{name}.c").write_text(c_source)
+        (Path(tmp) / f"{name}.h").write_text(h_source)
+        out = Path(tmp) / "lib.so"
+        cmd = [cc, *WARNINGS, *cflags, "-fPIC", "-shared", f"{name}.c", "-o", str(out), "-lm"]
+        result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if result.returncode:
+            raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")
+        partial = lib.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(out, partial)
+        os.replace(partial, lib)
+    return lib

@@ -1,0 +1,107 @@
+"""The pipeline in one place: frontend -> passes -> lower -> plan -> emit, and the result object."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import build as build_mod
+from . import emit as emit_mod
+from . import frontend, ops, plan as plan_mod
+from .errors import KilnError
+from .ir import Graph
+from .names import c_identifier
+from .runtime import Runner
+
+
+@dataclass
+class CompiledModel:
+    graph: Graph
+    kernels: dict
+    plan: plan_mod.Plan
+    sources: emit_mod.Sources
+    options: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def report(self) -> dict:
+        g, plan = self.graph, self.plan
+        layers = []
+        for step, node in enumerate(g.nodes):
+            k = self.kernels[node.name]
+            outs = list(k.outputs.values())
+            layers.append(dict(
+                step=step, name=node.name, ops=[node.op], sources=node.sources,
+                inputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
+                        for v in k.inputs.values() if v is not None],
+                outputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)),
+                              buffer=plan.where[v.name].kind, offset=plan.where[v.name].offset) for v in outs],
+                macs=int(k.macs), params=int(sum(v.size for v in k.inputs.values() if v is not None and v.is_const)
+                                             + sum(a.size for a in k.consts.values())),
+                code="view" if k.alias and node.name not in plan.copies else k.template))
+        return dict(name=self.name, opset=g.opset, layers=layers, arena_bytes=plan.arena_bytes,
+                    arena_lower_bound=plan.lower_bound, weight_bytes=self.sources.weight_bytes,
+                    macs=sum(layer["macs"] for layer in layers),
+                    inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs])
+
+    def save(self, directory) -> dict[str, Path]:
+        """Write NAME.c, NAME.h and NAME.json into `directory`, each atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {"c": self.sources.c, "h": self.sources.h,
+                 "json": json.dumps(self.report, indent=1, sort_keys=True) + "\n"}
+        paths = {}
+        for ext, text in files.items():
+            path = directory / f"{self.name}.{ext}"
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.name}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+            paths[ext] = path
+        return paths
+
+    def build(self, cflags=None) -> Runner:
+        lib = build_mod.build_shared(self.name, self.sources.c, self.sources.h, cflags)
+        return Runner(lib, self.name, *self._io_specs())
+
+    def build_probed(self, cflags=None) -> tuple[Runner, list]:
+        """A build whose run_probed() also returns every layer's output; and which value each is."""
+        sources = emit_mod.emit(self.graph, self.kernels, self.plan, self.options, probes=True)
+        lib = build_mod.build_shared(self.name, sources.c, sources.h, cflags)
+        probe_values = []
+        for node in self.graph.nodes:
+            outs = list(self.kernels[node.name].outputs.values())
+            probe_values.append(outs[0] if outs else None)
+        specs = [(tuple(v.shape), np.dtype(v.dtype)) if v is not None else (None, None) for v in probe_values]
+        return Runner(lib, self.name, *self._io_specs(), probes=specs), probe_values
+
+    def _io_specs(self):
+        g = self.graph
+        spec = lambda n: (n, tuple(g.values[n].shape), np.dtype(g.values[n].dtype))   # noqa: E731
+        return [spec(n) for n in g.inputs], [spec(n) for n in g.outputs]
+
+
+def _io(g: Graph, name: str) -> dict:
+    v = g.values[name]
+    return dict(name=name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
+
+
+def compile(model, *, name: str | None = None, input_shapes=None, **options) -> CompiledModel:
+    """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input."""
+    graph = frontend.load(model, input_shapes)
+    if name:
+        graph.name = c_identifier(name, "model")
+    kernels = ops.lower(graph)
+    plan = plan_mod.make_plan(graph, kernels)
+    shown = {k: v for k, v in options.items() if v is not None}
+    if input_shapes:
+        shown["input_shapes"] = frontend.parse_input_shapes(input_shapes)
+    sources = emit_mod.emit(graph, kernels, plan, shown)
+    return CompiledModel(graph, kernels, plan, sources, shown)

@@ -1,0 +1,173 @@
+"""IR + kernels + plan -> the C source and header, rendered from templates/c/."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .ir import Graph
+from .names import c_comment, c_identifier, c_string
+from .ops import Kernel, is_splat
+from .plan import ALIGN, Plan, align
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+RUNTIME_C = Path(__file__).resolve().parent.parent / "runtime_c"
+
+# numpy dtype -> (C type, union member name); every buffer is one of these
+C_TYPES = {
+    "float32": ("float", "f32"), "float64": ("double", "f64"), "float16": ("uint16_t", "u16"),
+    "int8": ("int8_t", "i8"), "uint8": ("uint8_t", "u8"), "int16": ("int16_t", "i16"),
+    "uint16": ("uint16_t", "u16"), "int32": ("int32_t", "i32"), "uint32": ("uint32_t", "u32"),
+    "int64": ("int64_t", "i64"), "uint64": ("uint64_t", "u64"), "bool": ("uint8_t", "u8"),
+}
+MEMBERS = [("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("u16", "uint16_t", 2), ("i16", "int16_t", 2),
+           ("u32", "uint32_t", 4), ("i32", "int32_t", 4), ("u64", "uint64_t", 8), ("i64", "int64_t", 8),
+           ("f32", "float", 4), ("f64", "double", 8)]
+
+
+def c_type(dtype) -> tuple[str, str]:
+    return C_TYPES[np.dtype(dtype).name]
+
+
+@dataclass
+class Sources:
+    name: str
+    c: str
+    h: str
+    weight_bytes: int          # bytes of weights as stored (splats are one element)
+
+
+class _Weights:
+    """All constants in one aligned blob, deduplicated; splats stored as one element."""
+
+    def __init__(self):
+        self.chunks, self.offsets, self.size = [], {}, 0
+
+    def add(self, arr: np.ndarray, splat: bool) -> int:
+        arr = np.ascontiguousarray(arr)
+        data = arr.reshape(-1)[:1].tobytes() if splat else arr.tobytes()
+        key = (arr.dtype.str, hashlib.sha256(data).digest())
+        if key not in self.offsets:
+            self.offsets[key] = self.size
+            self.chunks.append(data + bytes(align(len(data)) - len(data)))
+            self.size += align(len(data))
+        return self.offsets[key]
+
+    def literal(self) -> str:
+        return encode_string_literal(b"".join(self.chunks))
+
+
+# each byte as it appears inside a C string literal: printable ASCII as itself, everything else
+# (and the characters \ " ? that could form escapes or trigraphs) as a three-digit octal escape
+_ESCAPES = [chr(b) if 32 <= b < 127 and chr(b) not in '\\"?' else f"\\{b:03o}" for b in range(256)]
+_TABLE = np.zeros((256, 4), dtype=np.uint8)
+_LENGTHS = np.zeros(256, dtype=np.int64)
+for _b, _text in enumerate(_ESCAPES):
+    _TABLE[_b, :len(_text)] = np.frombuffer(_text.encode(), dtype=np.uint8)
+    _LENGTHS[_b] = len(_text)
+
+
+def encode_string_literal(data: bytes, per_line: int = 64) -> str:
+    """Bytes -> the body of a C string literal split into lines of `per_line` bytes.
+
+    Vectorised so that tens of megabytes encode in about a second; octal escapes are
+    always three digits long, so a following digit is never swallowed."""
+    if not data:
+        return '""'
+    raw = np.frombuffer(data, dtype=np.uint8)
+    codes = _TABLE[raw]
+    mask = np.arange(4)[None, :] < _LENGTHS[raw][:, None]
+    # a line break (closing quote, newline, indent, opening quote) after every `per_line` bytes
+    brk = np.frombuffer(b'"\n    "', dtype=np.uint8)
+    breaks = np.zeros((len(raw), len(brk)), dtype=np.uint8)
+    breaks[:] = brk
+    bmask = np.zeros((len(raw), len(brk)), dtype=bool)
+    bmask[per_line - 1::per_line] = True
+    bmask[-1] = False
+    body = np.concatenate([codes, breaks], axis=1)[np.concatenate([mask, bmask], axis=1)]
+    return '"' + body.tobytes().decode("ascii") + '"'
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "c")),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False)
+
+
+def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False) -> Sources:
+    env = _env()
+    name = graph.name
+    weights = _Weights()
+    layers = []
+    for step, node in enumerate(graph.nodes):
+        kernel = kernels[node.name]
+        alias_only = kernel.alias and node.name not in plan.copies
+        args, splat = [], set()
+        buffers_used = {}
+        entries = [(n, v, False) for n, v in kernel.inputs.items() if v is not None] + \
+                  [(n, v, True) for n, v in kernel.outputs.items()]
+        for arg, v, is_out in entries:
+            buf = plan.where[v.name]
+            buffers_used.setdefault(id(buf), []).append(arg)
+        for arg, arr in kernel.consts.items():
+            entries.append((arg, arr, False))
+        for arg, v, is_out in entries:
+            arr = v if isinstance(v, np.ndarray) else v.const
+            ctype, member = c_type(arr.dtype if arr is not None else v.dtype)
+            if arr is not None:
+                is_s = arg in kernel.splat_ok and is_splat(arr)
+                if is_s:
+                    splat.add(arg)
+                off = weights.add(arr, is_s)
+                expr = f"kiln_weights.{member} + {off // np.dtype(arr.dtype).itemsize}"
+                shared = False
+            else:
+                buf = plan.where[v.name]
+                shared = len(buffers_used[id(buf)]) > 1
+                if buf.kind == "input":
+                    expr = f"({'const ' if not is_out else ''}{ctype} *)inputs[{buf.index}]"
+                elif buf.kind == "output":
+                    expr = f"({ctype} *)outputs[{buf.index}]"
+                else:
+                    expr = f"kiln_arena.{member} + {buf.offset // np.dtype(v.dtype).itemsize}"
+            qual = "" if is_out else "const "
+            restrict = "" if shared else "restrict "
+            args.append(dict(name=arg, decl=f"{qual}{ctype} *{restrict}{arg}", expr=expr,
+                             value=None if isinstance(v, np.ndarray) else v, is_out=is_out))
+        idx = (lambda a, e, s=frozenset(splat): "0" if a in s else e)
+        body = "" if alias_only else env.get_template(f"{kernel.template}.c.j2").render(**kernel.params, idx=idx)
+        outs = [a for a in args if a["is_out"]]
+        layers.append(dict(
+            step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}",
+            ops=" + ".join(f'{node.op} "{c_comment(s)}"' for s in node.sources), math=kernel.math,
+            args=args, body=body, alias_only=alias_only,
+            io=[f'{c_comment(a["value"].name)} {c_type(a["value"].dtype)[0]}{list(a["value"].shape)} '
+                f'{_where(plan, a["value"].name)}' for a in args if a["value"] is not None],
+            probe=outs[0] if outs else None))
+    ctx = dict(
+        name=name, NAME=name.upper(), doc={k: c_comment(str(v)) for k, v in graph.doc.items()},
+        opset=graph.opset, options=c_comment(str(sorted(options.items()))), layers=layers,
+        arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound, weight_bytes=weights.size,
+        timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
+        weights_literal=weights.literal() if weights.size else None, probes=probes,
+        inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
+        runtime=(RUNTIME_C / "kiln_runtime.h").read_text(),
+    )
+    c = env.get_template("model.c.j2").render(**ctx)
+    h = env.get_template("model.h.j2").render(**ctx)
+    return Sources(name, c, h, weights.size)
+
+
+def _where(plan: Plan, value: str) -> str:
+    buf = plan.where[value]
+    return {"arena": f"@arena+{buf.offset}", "input": f"@input[{buf.index}]",
+            "output": f"@output[{buf.index}]", "const": "@weights"}[buf.kind]
+
+
+def _io(graph: Graph, name: str) -> dict:
+    v = graph.values[name]
+    return dict(name=c_string(name), comment=c_comment(name), ctype=c_type(v.dtype)[0], dtype=np.dtype(v.dtype).name,
+                shape=list(v.shape), size=v.size, nbytes=v.nbytes)

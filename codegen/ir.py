@@ -1,0 +1,76 @@
+"""The IR: a Graph of Nodes over Values. Plain data; passes and stages live elsewhere.
+
+Every Value has a static shape and a numpy dtype. A Value with `const` set is a
+compile-time constant (a weight); all others are computed at run time. ONNX
+protobuf objects never reach past the frontend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Value:
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    const: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str]            # value names; "" marks an omitted optional input
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)   # ONNX nodes this node stands for
+
+    def __post_init__(self):
+        if not self.sources:
+            self.sources = [self.name]
+
+
+@dataclass
+class Graph:
+    name: str
+    values: dict[str, Value]
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    opset: int
+    doc: dict[str, Any] = field(default_factory=dict)   # provenance for the banner
+
+    def value(self, name: str) -> Value | None:
+        return self.values[name] if name else None
+
+    def consumers(self) -> dict[str, list[Node]]:
+        users: dict[str, list[Node]] = {n: [] for n in self.values}
+        for node in self.nodes:
+            for name in node.inputs:
+                if name:
+                    users[name].append(node)
+        return users
+
+    def producers(self) -> dict[str, Node]:
+        return {out: node for node in self.nodes for out in node.outputs if out}
+
+    def copy(self) -> "Graph":
+        return Graph(self.name, dict(self.values), [Node(n.op, n.name, list(n.inputs), list(n.outputs),
+                                                          dict(n.attrs), list(n.sources)) for n in self.nodes],
+                     list(self.inputs), list(self.outputs), self.opset, dict(self.doc))

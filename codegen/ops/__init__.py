@@ -1,0 +1,168 @@
+"""The op registry: `@op` in codegen/ops/<family>.py is the only place an op is declared.
+
+A lowering function's signature is the ONNX spec: the output Values first
+(`outs`), then the inputs positionally (None for an omitted optional input),
+then the attributes as keywords, spelled as ONNX spells them, with the spec's
+defaults. An attribute the function does not name is refused automatically.
+The function does all the arithmetic (shapes, strides, folded weights) and
+returns a Kernel; the template only prints.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..ir import Graph, Node, Value
+
+
+class Unsupported(Exception):
+    """Raised by a lowering that cannot compile this node; the message is the reason."""
+
+
+@dataclass
+class Kernel:
+    template: str                                   # templates/c/<template>.c.j2
+    inputs: dict[str, Value | None]                 # C parameter name -> runtime or constant Value
+    outputs: dict[str, Value]                       # C parameter name -> output Value
+    params: dict = field(default_factory=dict)      # everything else the template prints
+    consts: dict[str, np.ndarray] = field(default_factory=dict)   # weights the lowering derived
+    splat_ok: tuple[str, ...] = ()  # constant inputs the template reads through idx() / zero strides
+    inplace: tuple[str, ...] = ()   # inputs whose buffer the (single) output may reuse
+    alias: bool = False             # output is a view of inputs[0]: no code, one buffer
+    macs: int = 0
+    math: str = ""                  # the contract line printed over the function
+
+
+@dataclass
+class OpDef:
+    name: str
+    lower: Callable
+    conformance: tuple[str, ...]    # globs of ONNX node test names that exercise this op
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def op(*names: str, conformance: tuple[str, ...] | list[str] = ()):
+    def register(fn):
+        for name in names:
+            globs = tuple(conformance) or (f"test_{_snake(name)}*",)
+            REGISTRY[name] = OpDef(name, fn, globs)
+        return fn
+    return register
+
+
+def _snake(name: str) -> str:
+    out = ""
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+            out += "_"
+        out += ch.lower()
+    return out
+
+
+def _load_families() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def lower_node(graph: Graph, node: Node) -> Kernel:
+    opdef = REGISTRY.get(node.op)
+    if opdef is None:
+        raise Unsupported("op is not supported")
+    sig = inspect.signature(opdef.lower)
+    params = list(sig.parameters.values())
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in params)
+    unknown = [] if takes_any else [a for a in node.attrs if a not in sig.parameters or params[0].name == a]
+    if unknown:
+        raise Unsupported(f"attribute(s) {', '.join(sorted(unknown))} not supported")
+    outs = [graph.values[o] if o else None for o in node.outputs]
+    ins = [graph.value(i) for i in node.inputs]
+    positional = [p for p in params[1:] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if len(ins) > len(positional) and not variadic:
+        raise Unsupported(f"{len(ins)} inputs given, at most {len(positional)} supported")
+    kernel = opdef.lower(outs, *ins, **node.attrs)
+    return kernel
+
+
+def lower(graph: Graph) -> dict[str, Kernel]:
+    """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled."""
+    kernels, problems = {}, []
+    for node in graph.nodes:
+        try:
+            kernels[node.name] = lower_node(graph, node)
+        except Unsupported as why:
+            problems.append((node.name, node.op, str(why)))
+    if problems:
+        raise UnsupportedError(problems)
+    return kernels
+
+
+# ---- helpers shared by the lowerings -----------------------------------------------------------
+
+FLOAT = np.dtype(np.float32)
+
+
+def require_dtype(*values: Value | None, dtypes=(FLOAT,)) -> None:
+    for v in values:
+        if v is not None and (v.dtype is None or np.dtype(v.dtype) not in dtypes):
+            raise Unsupported(f"dtype {v.dtype} of {v.name!r} not supported "
+                              f"(only {', '.join(str(d) for d in dtypes)})")
+
+
+def c_float(x) -> str:
+    """A float32 literal that reads back bit-exactly (shortest round-trip digits)."""
+    x = np.float32(x)
+    if np.isnan(x):
+        return "NAN"
+    if np.isinf(x):
+        return "INFINITY" if x > 0 else "(-INFINITY)"
+    text = np.format_float_scientific(x, unique=True, trim="0") if abs(x) >= 1e16 or (0 < abs(x) < 1e-4) \
+        else np.format_float_positional(x, unique=True, trim="0")
+    text = text + "f" if any(c in text for c in ".e") else text + ".0f"
+    return f"({text})" if text.startswith("-") else text
+
+
+def require_const(v: Value | None, what: str) -> np.ndarray | None:
+    if v is None:
+        return None
+    if not v.is_const:
+        raise Unsupported(f"{what} must be a compile-time constant")
+    return v.const
+
+
+def is_splat(v: Value | np.ndarray | None) -> bool:
+    """A constant whose elements are all equal: stored as one element, read with stride 0."""
+    arr = v.const if isinstance(v, Value) else v
+    if arr is None or arr.size <= 1:
+        return False
+    flat = arr.reshape(-1)
+    return bool(np.all(flat == flat[0]))
+
+
+def broadcast_strides(v: Value, out_shape: tuple[int, ...]) -> list[int]:
+    """Element strides of a row-major tensor broadcast (numpy rules) to `out_shape`;
+    all zero for a splat constant, which is stored as a single element."""
+    if is_splat(v):
+        return [0] * len(out_shape)
+    return shape_strides(v.shape, out_shape)
+
+
+def shape_strides(shape: tuple[int, ...], out_shape) -> list[int]:
+    """Element strides of a row-major `shape` broadcast to `out_shape` (0 along broadcast dims)."""
+    shape = (1,) * (len(out_shape) - len(shape)) + tuple(shape)
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(0 if dim == 1 else step)
+        step *= dim
+    return strides[::-1]
+
+
+_load_families()

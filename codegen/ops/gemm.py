@@ -1,0 +1,54 @@
+"""Gemm and MatMul: C = A @ B, with B pre-transposed at compile time when it is a constant,
+so the innermost loop always runs along a contiguous row of B and of Y."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Kernel, Unsupported, broadcast_strides, c_float, op, require_dtype, shape_strides
+
+
+@op("Gemm")
+def gemm(outs, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
+    (Y,) = outs
+    require_dtype(A, B, C, Y)
+    M, K = A.shape[::-1] if transA else A.shape
+    N = B.shape[0] if transB else B.shape[1]
+    inputs, consts = {"A": A}, {}
+    if B.is_const and transB:
+        consts["B"] = np.ascontiguousarray(B.const.T)   # (K, N): rows of B contiguous
+        transB = 0
+    else:
+        inputs["B"] = B
+    c_strides = None
+    if C is not None and beta != 0:
+        inputs["C"] = C
+        c_strides = broadcast_strides(C, (M, N))
+    return Kernel("gemm", inputs, {"Y": Y}, consts=consts,
+                  params=dict(M=M, N=N, K=K, transA=transA, transB=transB, alpha=c_float(alpha),
+                              beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0,
+                              c_strides=c_strides, batch=[], a_batch=[], b_batch=[]),
+                  splat_ok=("B", "C"), macs=M * N * K,
+                  math="Y = alpha * op(A) @ op(B) + beta * C")
+
+
+@op("MatMul")
+def matmul(outs, A, B):
+    (Y,) = outs
+    require_dtype(A, B, Y)
+    if len(A.shape) == 0 or len(B.shape) == 0:
+        raise Unsupported("MatMul of a scalar")
+    a_shape = (1,) + A.shape if len(A.shape) == 1 else A.shape
+    b_shape = B.shape + (1,) if len(B.shape) == 1 else B.shape
+    M, K = a_shape[-2:]
+    N = b_shape[-1]
+    batch = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    def batch_strides(shape, mat):
+        strides = shape_strides(shape[:-2], batch)
+        return [s * mat for s in strides]
+    return Kernel("gemm", {"A": A, "B": B}, {"Y": Y},
+                  params=dict(M=M, N=N, K=K, transA=0, transB=0, alpha="1.0f", beta="1.0f", one_alpha=True,
+                              one_beta=True, c_strides=None, batch=batch,
+                              a_batch=batch_strides(a_shape, M * K), b_batch=batch_strides(b_shape, K * N)),
+                  splat_ok=("B",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
+                  math="Y[b] = A[b] @ B[b] (batched, broadcast)")
+

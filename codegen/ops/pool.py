@@ -1,0 +1,67 @@
+"""Pooling over any number of spatial dims: MaxPool, AveragePool (pads, ceil_mode, dilations,
+count_include_pad), and their Global forms (the window is the whole plane)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Kernel, Unsupported, op, require_dtype
+from .conv import resolve_pads
+
+
+def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad):
+    N, C, *in_sizes = X.shape
+    return Kernel("pool", {"X": X}, {"Y": Y},
+                  params=dict(kind=kind, NC=N * C, I=in_sizes, O=list(Y.shape[2:]), K=list(kernel),
+                              S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
+                              count_include_pad=bool(count_include_pad)),
+                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
+                  math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
+
+
+def _spatial(X, kernel_shape, strides, dilations):
+    n = len(X.shape) - 2
+    if n < 1:
+        raise Unsupported("pooling needs at least one spatial dimension")
+    if kernel_shape is None or len(kernel_shape) != n:
+        raise Unsupported("kernel_shape must give every spatial dimension")
+    return n, list(strides or [1] * n), list(dilations or [1] * n)
+
+
+@op("MaxPool")
+def max_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
+             storage_order=0, strides=None):
+    Y = outs[0]
+    if len(outs) > 1 and outs[1] is not None:
+        raise Unsupported("the Indices output of MaxPool is not supported")
+    require_dtype(X, Y)
+    n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
+    begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
+    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0)
+
+
+@op("AveragePool")
+def average_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+                 kernel_shape=None, pads=None, strides=None):
+    (Y,) = outs
+    require_dtype(X, Y)
+    n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
+    begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
+    return _pool("avg", X, Y, kernel_shape, strides, dilations, begin, end, count_include_pad)
+
+
+def _global(kind, outs, X):
+    (Y,) = outs
+    require_dtype(X, Y)
+    sizes = list(X.shape[2:])
+    n = len(sizes)
+    return _pool(kind, X, Y, sizes, [1] * n, [1] * n, [0] * n, [0] * n, 0)
+
+
+@op("GlobalAveragePool")
+def global_average_pool(outs, X):
+    return _global("avg", outs, X)
+
+
+@op("GlobalMaxPool")
+def global_max_pool(outs, X):
+    return _global("max", outs, X)

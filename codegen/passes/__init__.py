@@ -1,0 +1,1 @@
+"""Graph -> Graph passes, one per file. Each returns a new Graph and leaves its input untouched."""

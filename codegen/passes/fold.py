@@ -1,0 +1,69 @@
+"""Constant folding: every node whose inputs are all constants is evaluated at compile time.
+
+    Op(c1, c2, ...) -> c           (by onnx's reference evaluator)
+    Shape(x), Size(x) -> c         (when x has a static shape)
+
+Nodes whose output shapes were unknown until constants were known are
+re-inferred here, one node at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .. import onnx_bridge
+from ..errors import ShapeError
+from ..ir import Graph, Value
+
+NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                    "Multinomial", "Bernoulli"}
+
+
+def _static(v: Value | None) -> bool:
+    return v is not None and v.shape is not None and all(d is not None for d in v.shape)
+
+
+def _shape_of(node, x: Value) -> np.ndarray:
+    if node.op == "Size":
+        return np.array(x.size, dtype=np.int64)
+    rank = len(x.shape)
+    start = node.attrs.get("start", 0)
+    end = node.attrs.get("end", rank)
+    start, end = (max(0, min(rank, i + rank if i < 0 else i)) for i in (start, end))
+    return np.array(x.shape[start:end], dtype=np.int64)
+
+
+def fold_constants(graph: Graph) -> Graph:
+    g = graph.copy()
+    kept = []
+    for node in g.nodes:
+        ins = [g.value(i) for i in node.inputs]
+        outs = [g.values[o] for o in node.outputs if o]
+        results = None
+        if node.op in ("Shape", "Size") and _static(ins[0]):
+            results = [_shape_of(node, ins[0])]
+        elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not any(
+                isinstance(a, onnx.GraphProto) for a in node.attrs.values()):
+            try:
+                results = onnx_bridge.evaluate(g, node)
+            except Exception:
+                results = None      # leave it to the op's lowering to accept or refuse
+        if results is not None:
+            for out, arr in zip(outs, results):
+                arr = np.asarray(arr)
+                g.values[out.name] = Value(out.name, tuple(arr.shape), arr.dtype, arr)
+            continue
+        if not all(_static(v) and v.dtype is not None for v in outs) and all(v is None or _static(v) for v in ins):
+            try:
+                inferred = onnx_bridge.infer(g, node)
+            except Exception as err:
+                raise ShapeError(f"node {node.name!r} ({node.op}): shape inference failed: "
+                                 f"{str(err).strip().splitlines()[-1][:200]}") from None
+            for out, (shape, dtype) in zip(outs, inferred):
+                g.values[out.name] = Value(out.name, shape if shape is not None else out.shape,
+                                           dtype if dtype is not None else out.dtype)
+        kept.append(node)
+    g.nodes = kept
+    live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs)
+    g.values = {k: v for k, v in g.values.items() if k in live}
+    return g

@@ -1,0 +1,169 @@
+"""Memory plan: which buffer every value lives in, and one static arena for the rest.
+
+Algorithm (after TensorFlow Lite Micro's greedy planner):
+1. Values that are views of another (Reshape, Flatten, Identity...) share its buffer; so does the
+   output of an elementwise op whose input dies there (in place). Graph inputs and outputs are the
+   caller's buffers; a view that would join two caller buffers becomes a copy instead.
+2. Each remaining buffer is live from the step that writes it to the last step that reads it.
+3. Buffers are placed largest first, each at the lowest aligned offset that does not overlap a
+   placed buffer live at the same time.
+Limits: the order of execution is the graph's order (no reordering to lower the peak), and the
+greedy placement can exceed the lower bound (the largest sum of simultaneously live buffers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ir import Graph
+from .ops import Kernel
+
+ALIGN = 64   # bytes: a cache line, and the widest vector load (AVX-512)
+
+
+def align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class Buffer:
+    kind: str                  # "arena", "input", "output" or "const"
+    index: int = 0             # graph input/output position
+    offset: int = 0            # arena byte offset
+    size: int = 0              # bytes (aligned) for arena buffers
+    first: int = 0             # step that writes it
+    last: int = 0              # last step that reads it
+    values: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    buffers: list[Buffer]
+    where: dict[str, Buffer]          # value name -> its buffer
+    copies: set[str]                  # view nodes that must copy (they join two caller buffers)
+    arena_bytes: int
+    lower_bound: int
+    steps: int
+
+    def timeline(self, width: int = 48) -> list[str]:
+        """One line per arena buffer: offset, size, and its lifetime as a bar."""
+        scale = max(1, -(-self.steps // width))
+        lines = []
+        for b in sorted((b for b in self.buffers if b.kind == "arena"), key=lambda b: (b.offset, b.first)):
+            bar = "".join("#" if b.first // scale <= t <= b.last // scale else "."
+                          for t in range(-(-self.steps // scale)))
+            lines.append(f"{b.offset:>10} {b.size:>10} |{bar}| {b.values[0]}")
+        return lines
+
+
+class _Groups:
+    def __init__(self, names):
+        self.parent = {n: n for n in names}
+
+    def find(self, n):
+        while self.parent[n] != n:
+            self.parent[n] = self.parent[self.parent[n]]
+            n = self.parent[n]
+        return n
+
+    def union(self, a, b):
+        self.parent[self.find(b)] = self.find(a)
+
+
+def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
+    values = graph.values
+    groups = _Groups(values)
+    binding = {}                                    # group root -> (kind, index)
+    for i, name in enumerate(graph.inputs):
+        binding[name] = ("input", i)
+    for i, name in enumerate(graph.outputs):
+        binding[name] = ("output", i)
+    for name, v in values.items():
+        if v.is_const:
+            binding[name] = ("const", 0)
+
+    def bound(name):
+        return binding.get(groups.find(name))
+
+    nbytes = {name: v.nbytes for name, v in values.items()}   # group root -> its largest member
+
+    def join(keep, other):
+        a, b = groups.find(keep), groups.find(other)
+        if a != b:
+            tag = binding.pop(b, None) or binding.pop(a, None)
+            size = max(nbytes[a], nbytes[b])
+            groups.union(a, b)
+            nbytes[a] = size
+            if tag:
+                binding[a] = tag
+
+    # 1. views share their input's buffer unless that would join two caller buffers
+    copies = set()
+    for node in graph.nodes:
+        k = kernels[node.name]
+        if not k.alias:
+            continue
+        (x,), (y,) = [v.name for v in k.inputs.values()], [v.name for v in k.outputs.values()]
+        if bound(x) and bound(y) or (bound(x) or ("",))[0] == "const":
+            copies.add(node.name)
+        else:
+            join(x, y)
+
+    # 2. lifetimes per group, then in-place reuse where an input dies at an elementwise op
+    step_of = {node.name: s for s, node in enumerate(graph.nodes)}
+    first, last = {}, {}
+
+    def touch(name, step):
+        root = groups.find(name)
+        first[root] = min(first.get(root, step), step)
+        last[root] = max(last.get(root, step), step)
+
+    for s, node in enumerate(graph.nodes):
+        for v in kernels[node.name].outputs.values():
+            touch(v.name, s)
+        for v in kernels[node.name].inputs.values():
+            if v is not None:
+                touch(v.name, s)
+    end = len(graph.nodes)
+    for name in graph.outputs:
+        touch(name, end)
+    for node in graph.nodes:
+        k = kernels[node.name]
+        if not k.inplace or len(k.outputs) != 1 or k.alias:
+            continue
+        (y,) = [v.name for v in k.outputs.values()]
+        for arg in k.inplace:
+            x = k.inputs[arg].name
+            rx, ry = groups.find(x), groups.find(y)
+            if rx == ry or last[rx] != step_of[node.name] or bound(x) or nbytes[rx] != nbytes[ry]:
+                continue
+            f, l = min(first[rx], first[ry]), max(last[rx], last[ry])
+            join(y, x)
+            root = groups.find(y)
+            first[root], last[root] = f, l
+            break
+
+    # 3. buffers: caller's, constants, and arena ones placed greedily by size
+    buffers, where = {}, {}
+    for name in values:
+        root = groups.find(name)
+        if root not in buffers:
+            kind, index = binding.get(root, ("arena", 0))
+            buffers[root] = Buffer(kind, index, size=align(nbytes[root]),
+                                   first=first.get(root, 0), last=last.get(root, 0))
+        buffers[root].values.append(name)
+        where[name] = buffers[root]
+    arena = [b for b in buffers.values() if b.kind == "arena" and b.size]
+    placed = []
+    for b in sorted(arena, key=lambda b: (-b.size, b.first, b.values[0])):
+        busy = sorted((p.offset, p.offset + p.size) for p in placed if p.first <= b.last and b.first <= p.last)
+        offset = 0
+        for lo, hi in busy:
+            if offset + b.size <= lo:
+                break
+            offset = max(offset, hi)
+        b.offset = offset
+        placed.append(b)
+    arena_bytes = max((b.offset + b.size for b in arena), default=0)
+    lower_bound = max((sum(b.size for b in arena if b.first <= t <= b.last) for t in range(end + 1)), default=0)
+    return Plan(list(buffers.values()), where, copies, arena_bytes, lower_bound, end)
+

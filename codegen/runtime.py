@@ -1,0 +1,53 @@
+"""Load a built model through cffi and call it on numpy arrays."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cffi
+import numpy as np
+
+
+class Runner:
+    """Callable: runner(*inputs) -> list of output arrays (in the graph's order)."""
+
+    def __init__(self, lib_path: Path, name: str, inputs, outputs, probes=None):
+        self.ffi = cffi.FFI()
+        self.ffi.cdef(f"int {name}_run(const void *const inputs[], void *const outputs[]);")
+        if probes is not None:
+            self.ffi.cdef(f"int {name}_run_probed(const void *const inputs[], void *const outputs[], "
+                          "void *const probes[]);")
+        self.lib = self.ffi.dlopen(str(lib_path))
+        self.name, self.inputs, self.outputs, self.probes = name, inputs, outputs, probes
+        self.path = lib_path
+
+    def _prepare(self, arrays):
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"expected {len(self.inputs)} inputs, got {len(arrays)}")
+        ins = []
+        for arr, (name, shape, dtype) in zip(arrays, self.inputs):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
+            if arr.size != int(np.prod(shape, dtype=np.int64)):
+                raise ValueError(f"input {name!r}: expected shape {shape}, got {arr.shape}")
+            ins.append(arr.reshape(shape))
+        outs = [np.zeros(shape, dtype=dtype) for _, shape, dtype in self.outputs]
+        ptr = lambda a: self.ffi.cast("void *", a.ctypes.data)   # noqa: E731
+        return ins, outs, self.ffi.new("void *[]", [ptr(a) for a in ins] or 1), \
+            self.ffi.new("void *[]", [ptr(a) for a in outs] or 1)
+
+    def __call__(self, *arrays):
+        ins, outs, pin, pout = self._prepare(arrays)
+        status = getattr(self.lib, f"{self.name}_run")(pin, pout)
+        if status:
+            raise RuntimeError(f"{self.name}_run returned {status}")
+        return outs
+
+    def run_probed(self, *arrays):
+        """Outputs, and the output of every layer (None where the layer has no output)."""
+        ins, outs, pin, pout = self._prepare(arrays)
+        buffers = [np.zeros(shape, dtype=dtype) if shape is not None else None for shape, dtype in self.probes]
+        pprobe = self.ffi.new("void *[]", [self.ffi.cast("void *", b.ctypes.data) if b is not None
+                                           else self.ffi.NULL for b in buffers] or 1)
+        status = getattr(self.lib, f"{self.name}_run_probed")(pin, pout, pprobe)
+        if status:
+            raise RuntimeError(f"{self.name}_run_probed returned {status}")
+        return outs, buffers
