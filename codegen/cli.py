@@ -1,0 +1,154 @@
+"""The `kiln` command: compile, verify, bench, inspect. User mistakes: one sentence, exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from .errors import KilnError
+
+TARGETS = ("c",)    # cortex-m4, cortex-m0plus and cuda arrive with their issues
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("model", help="the ONNX model file")
+    common.add_argument("--name", help="C name prefix (default: from the file name)")
+    common.add_argument("--target", default="c", help="c (default)")
+    common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
+                        help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
+    common.add_argument("--cflags", help="compiler flags for building (default: -O3 -march=native, "
+                                         "or $KILN_CFLAGS)")
+    p = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models to one self-contained C file.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile", parents=[common], help="write NAME.c, NAME.h and NAME.json")
+    c.add_argument("-o", "--output", default=".", help="output directory (default: .)")
+    v = sub.add_parser("verify", parents=[common], help="build, run and compare with onnxruntime")
+    v.add_argument("--inputs", help=".npz of inputs (by input name; 'y'/'labels' for accuracy)")
+    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    b = sub.add_parser("bench", parents=[common], help="time the C against onnxruntime (1 thread)")
+    b.add_argument("--inputs", help=".npz of inputs")
+    b.add_argument("--runs", type=int, default=0, help="timed pairs of runs (default: fit ~4 s)")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    i = sub.add_parser("inspect", parents=[common], help="per-layer table: ops, shapes, MACs, params, arena")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def _compile(args):
+    from . import compile as kiln_compile
+    from .frontend import load_proto
+    if args.target not in TARGETS:
+        raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
+    proto, _ = load_proto(args.model)
+    t0 = time.perf_counter()
+    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape)
+    return compiled, proto, time.perf_counter() - t0
+
+
+def _cflags(args):
+    return shlex.split(args.cflags) if args.cflags else None
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KilnError as err:
+        print(f"kiln: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_compile(args) -> int:
+    compiled, _, seconds = _compile(args)
+    paths = compiled.save(args.output)
+    r = compiled.report
+    print(f"wrote {paths['c']}, {paths['h']}, {paths['json']} in {seconds:.2f} s: {len(r['layers'])} layers, "
+          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .verify import load_inputs, verify
+    compiled, proto, seconds = _compile(args)
+    samples, labels = (None, None)
+    if args.inputs:
+        samples, labels = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)
+    t0 = time.perf_counter()
+    result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=_cflags(args))
+    if args.json:
+        print(json.dumps(dict(model=compiled.name, compile_s=seconds, check_s=time.perf_counter() - t0,
+                              **result.as_dict()), indent=1))
+        return 0 if result.ok else 1
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    table = Table(title=f"{compiled.name}: generated C vs {result.reference} ({result.samples} sample(s))")
+    for col in ("output", "max abs error", "max error / scale", "result"):
+        table.add_column(col)
+    for c in result.outputs:
+        table.add_row(c.name, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", "ok" if c.ok else "MISMATCH")
+    console.print(table)
+    if result.accuracy:
+        a = result.accuracy
+        console.print(f"accuracy: kiln {100 * a['kiln']:.2f}%, {result.reference} {100 * a['reference']:.2f}%, "
+                      f"predictions agree on {100 * a['agree']:.2f}% of {result.samples} samples")
+    if result.first_bad_layer is not None:
+        first = result.first_bad_layer["first"]
+        if first:
+            console.print(f"first layer that diverges: {first['layer']!r} ({first['op']}), value {first['value']!r}, "
+                          f"max abs error {first['max_abs']:.3g}")
+        else:
+            console.print(f"all {result.first_bad_layer['compared']} compared layers agree")
+    console.print("PASS" if result.ok else "FAIL")
+    return 0 if result.ok else 1
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench
+    from .verify import load_inputs
+    compiled, proto, _ = _compile(args)
+    arrays = None
+    if args.inputs:
+        arrays = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)[0][0]
+    r = bench(compiled, proto, arrays, runs=args.runs, cflags=_cflags(args))
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print(f"{r['model']}: kiln {r['kiln_ms']:.3f} ms, {r['reference']} {r['reference_ms']:.3f} ms, "
+              f"ratio {r['ratio']:.2f} (kiln / reference), {r['gflops']:.2f} GFLOP/s, median of {r['runs']} runs")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    compiled, _, _ = _compile(args)
+    r = compiled.report
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{r['name']} (opset {r['opset']})")
+    for col in ("#", "layer", "op(s)", "output shape", "MACs", "params", "buffer"):
+        table.add_column(col, justify="right" if col in ("#", "MACs", "params") else "left")
+    for layer in r["layers"]:
+        out = layer["outputs"][0] if layer["outputs"] else None
+        where = "" if out is None else (f"arena+{out['offset']}" if out["buffer"] == "arena" else out["buffer"])
+        table.add_row(str(layer["step"]), layer["name"], " + ".join(layer["ops"]) + (" (view)" if layer["code"] == "view" else ""),
+                      "x".join(map(str, out["shape"])) if out else "", f"{layer['macs']:,}", f"{layer['params']:,}", where)
+    console = Console()
+    console.print(table)
+    console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
+                  f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "bench": cmd_bench, "inspect": cmd_inspect}
+
+if __name__ == "__main__":
+    sys.exit(main())
