@@ -196,7 +196,20 @@ def load(model, input_shapes=None) -> Graph:
     proto = _infer(_convert(proto))
     graph = fold_constants(to_ir(proto, name))
     _require_static(graph)
-    return _materialise_outputs(graph)
+    return _materialise_outputs(_drop_unused_outputs(graph))
+
+
+def _drop_unused_outputs(graph: Graph) -> Graph:
+    """Optional outputs nobody reads (Dropout's mask, MaxPool's indices) become omitted ("")."""
+    g = graph.copy()
+    read = {i for n in g.nodes for i in n.inputs} | set(g.outputs)
+    for node in g.nodes:
+        node.outputs = [o if (o in read or k == 0) else "" for k, o in enumerate(node.outputs)]
+        while len(node.outputs) > 1 and not node.outputs[-1]:
+            node.outputs.pop()
+    kept = {o for n in g.nodes for o in n.outputs} | {i for n in g.nodes for i in n.inputs} | set(g.inputs) | set(g.outputs)
+    g.values = {k: v for k, v in g.values.items() if k in kept}
+    return g
 
 
 def _materialise_outputs(graph: Graph) -> Graph:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op, require_const, require_dtype
+from . import Kernel, Unsupported, op, require_dtype
 
 
 def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
@@ -31,8 +31,6 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
          pads=None, strides=None):
     (Y,) = outs
     require_dtype(X, W, B, Y)
-    require_const(W, "Conv's weight")
-    require_const(B, "Conv's bias")
     spatial = len(X.shape) - 2
     if spatial < 1:
         raise Unsupported("Conv needs at least one spatial dimension")

@@ -97,14 +97,13 @@ def hard_swish(outs, X):
 
 @op("Clip")
 def clip(outs, X, min=None, max=None):
-    lo = require_const(min, "Clip's min")
-    hi = require_const(max, "Clip's max")
-    expr = "{0}"
-    if lo is not None:
-        expr = f"({expr} < {c_float(lo)} ? {c_float(lo)} : {expr})"
-    if hi is not None:
-        expr = f"({expr} > {c_float(hi)} ? {c_float(hi)} : {expr})"
-    return unary(outs, X, expr, f"clip(X, {None if lo is None else float(lo)}, {None if hi is None else float(hi)})")
+    bounds = [v for v in (min, max) if v is not None]
+    expr, k = "{0}", 1
+    if min is not None:
+        expr, k = f"({expr} < {{{k}}} ? {{{k}}} : {expr})", k + 1
+    if max is not None:        # applied last, so that min > max gives max, as the spec says
+        expr = f"({expr} > {{{k}}} ? {{{k}}} : {expr})"
+    return elementwise(outs, [X, *bounds], expr, "min(max(X, min), max)")
 
 
 @op("Identity", "Dropout")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_float, op, require_const, require_dtype
+from . import Kernel, Unsupported, c_float, op, require_dtype
 
 
 def _split(shape, axis):
@@ -39,16 +39,19 @@ def batch_normalization(outs, X, scale, B, input_mean, input_var, *, epsilon=1e-
         raise Unsupported("BatchNormalization in training mode is not supported")
     Y = outs[0]
     require_dtype(X, scale, B, input_mean, input_var, Y)
-    s, b, mean, var = (require_const(v, f"BatchNormalization's {v.name}").astype(np.float64)
-                       for v in (scale, B, input_mean, input_var))
-    factor = s / np.sqrt(var + np.float32(epsilon))
-    shift = b - mean * factor
     C = X.shape[1] if len(X.shape) > 1 else 1
-    return Kernel("batchnorm", {"X": X}, {"Y": Y},
-                  consts={"S": factor.astype(np.float32), "T": shift.astype(np.float32)},
-                  params=dict(N=X.shape[0], C=C, inner=int(np.prod(X.shape[2:], dtype=np.int64))),
-                  splat_ok=("S", "T"), inplace=("X",),
-                  math="Y[n][c] = X[n][c] * S[c] + T[c],  S = scale / sqrt(var + eps),  T = B - mean * S")
+    params = dict(N=X.shape[0], C=C, inner=int(np.prod(X.shape[2:], dtype=np.int64)), eps=c_float(epsilon))
+    stats = (scale, B, input_mean, input_var)
+    if all(v.is_const for v in stats):     # fold into one scale and shift per channel
+        s, b, mean, var = (v.const.astype(np.float64) for v in stats)
+        factor = s / np.sqrt(var + np.float32(epsilon))
+        consts = {"S": factor.astype(np.float32), "T": (b - mean * factor).astype(np.float32)}
+        return Kernel("batchnorm", {"X": X}, {"Y": Y}, consts=consts, params=dict(params, folded=True),
+                      splat_ok=("S", "T"), inplace=("X",),
+                      math="Y[n][c] = X[n][c] * S[c] + T[c],  S = scale / sqrt(var + eps),  T = B - mean * S")
+    return Kernel("batchnorm", {"X": X, "scale": scale, "B": B, "mean": input_mean, "var": input_var}, {"Y": Y},
+                  params=dict(params, folded=False), splat_ok=("scale", "B", "mean", "var"), inplace=("X",),
+                  math="Y[n][c] = (X[n][c] - mean[c]) * scale[c] / sqrt(var[c] + eps) + B[c]")
 
 
 @op("LRN")

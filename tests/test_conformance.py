@@ -1,0 +1,51 @@
+"""Every ONNX node conformance case whose ops are all in Kiln's registry.
+
+A case either compiles, builds warning-free and matches the expected outputs with the case's own
+tolerances, or is rejected with a KilnError naming the problem. Registering an op switches its
+cases on; there is no per-op test code.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import codegen
+from codegen.ops import REGISTRY
+
+from .conftest import TEST_CFLAGS
+
+
+def _cases():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case.node import collect_testcases
+        cases = collect_testcases()
+    return [c for c in cases if {n.op_type for n in c.model.graph.node} <= set(REGISTRY)]
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_conformance(case, record_property):
+    ops = sorted({n.op_type for n in case.model.graph.node})
+    try:
+        compiled = codegen.compile(case.model, name="case")
+    except codegen.KilnError as err:
+        assert str(err), "a rejection must say why"
+        if isinstance(err, codegen.UnsupportedError):
+            named = {(name, op) for name, op, _ in err.problems}
+            assert all(op in str(err) for _, op in named)
+        record_property("conformance", (ops, "rejected"))
+        return
+    run = compiled.build(TEST_CFLAGS)
+    for inputs, expected in case.data_sets:
+        got = run(*inputs)
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            e = np.asarray(e)
+            assert g.dtype == e.dtype, f"dtype {g.dtype} != {e.dtype}"
+            np.testing.assert_allclose(g, e, rtol=case.rtol, atol=case.atol)
+    record_property("conformance", (ops, "passed"))
