@@ -63,6 +63,7 @@ class CompiledModel:
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.name}.", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 f.write(text)
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
             paths[ext] = path
         return paths
@@ -86,6 +87,12 @@ class CompiledModel:
         g = self.graph
         spec = lambda n: (n, tuple(g.values[n].shape), np.dtype(g.values[n].dtype))   # noqa: E731
         return [spec(n) for n in g.inputs], [spec(n) for n in g.outputs]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _io(g: Graph, name: str) -> dict:

@@ -61,34 +61,15 @@ class _Weights:
 
 
 # each byte as it appears inside a C string literal: printable ASCII as itself, everything else
-# (and the characters \ " ? that could form escapes or trigraphs) as a three-digit octal escape
-_ESCAPES = [chr(b) if 32 <= b < 127 and chr(b) not in '\\"?' else f"\\{b:03o}" for b in range(256)]
-_TABLE = np.zeros((256, 4), dtype=np.uint8)
-_LENGTHS = np.zeros(256, dtype=np.int64)
-for _b, _text in enumerate(_ESCAPES):
-    _TABLE[_b, :len(_text)] = np.frombuffer(_text.encode(), dtype=np.uint8)
-    _LENGTHS[_b] = len(_text)
+# (and the characters \ " ? that could form escapes or trigraphs) as a three-digit octal escape,
+# which never swallows a following digit
+_ESCAPES = {b: chr(b) if 32 <= b < 127 and chr(b) not in '\\"?' else f"\\{b:03o}" for b in range(256)}
 
 
 def encode_string_literal(data: bytes, per_line: int = 64) -> str:
-    """Bytes -> the body of a C string literal split into lines of `per_line` bytes.
-
-    Vectorised so that tens of megabytes encode in about a second; octal escapes are
-    always three digits long, so a following digit is never swallowed."""
-    if not data:
-        return '""'
-    raw = np.frombuffer(data, dtype=np.uint8)
-    codes = _TABLE[raw]
-    mask = np.arange(4)[None, :] < _LENGTHS[raw][:, None]
-    # a line break (closing quote, newline, indent, opening quote) after every `per_line` bytes
-    brk = np.frombuffer(b'"\n    "', dtype=np.uint8)
-    breaks = np.zeros((len(raw), len(brk)), dtype=np.uint8)
-    breaks[:] = brk
-    bmask = np.zeros((len(raw), len(brk)), dtype=bool)
-    bmask[per_line - 1::per_line] = True
-    bmask[-1] = False
-    body = np.concatenate([codes, breaks], axis=1)[np.concatenate([mask, bmask], axis=1)]
-    return '"' + body.tobytes().decode("ascii") + '"'
+    """Bytes -> a C string literal, `per_line` bytes to a line (adjacent literals concatenate)."""
+    lines = (data[i:i + per_line].decode("latin-1").translate(_ESCAPES) for i in range(0, len(data), per_line))
+    return '"' + '"\n    "'.join(lines) + '"'
 
 
 def _env() -> jinja2.Environment:
