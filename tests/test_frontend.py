@@ -1,0 +1,126 @@
+"""Loading models: constants, shapes, opsets, and a clear KilnError for every kind of bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import codegen
+from codegen import frontend
+
+from .conftest import FIXTURES
+from .graphs import chain, model
+
+
+def test_initializers_listed_as_inputs_are_constants():
+    """Opset-9 models list weights among graph inputs; they are not the caller's inputs."""
+    w = np.ones((4, 3), np.float32)
+    m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", (2, 4)), ("w", (4, 3))], [("y", (2, 3))],
+              {"w": w}, opset=9)
+    g = frontend.load(m)
+    assert g.inputs == ["x"] and g.values["w"].is_const
+
+
+def test_converted_to_one_opset():
+    g = frontend.load(FIXTURES / "mobilenet_v2_mini_opset11.onnx")
+    assert g.opset == frontend.TARGET_OPSET
+
+
+def test_shape_subgraphs_fold_to_constants():
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as PyTorch exports a flatten."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    m = model(nodes, [("x", (2, 3, 4))], [("y", (2, 12))],
+              {"zero": np.array(0, np.int64), "axes": np.array([0], np.int64), "minus1": np.array([-1], np.int64)})
+    g = frontend.load(m)
+    assert [n.op for n in g.nodes] == ["Reshape"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(codegen.compile(m).build(["-O1"])(x)[0], x.reshape(2, 12))
+
+
+def test_input_shape_option_fixes_symbolic_dims():
+    g = frontend.load(FIXTURES / "dynamic_batch_mlp.onnx", input_shapes=["x=5x64"])
+    assert g.values["x"].shape == (5, 64)
+    assert g.values[g.outputs[0]].shape == (5, 10)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (["x=5"], "rank 2"), (["nope=1x64"], "model's inputs are"), (["x=1by64"], "NAME=DIMS")])
+def test_bad_input_shape_option(spec, message):
+    with pytest.raises(codegen.ShapeError, match=message):
+        frontend.load(FIXTURES / "dynamic_batch_mlp.onnx", input_shapes=spec)
+
+
+def test_every_unsupported_node_listed_in_one_message():
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
+             helper.make_node("Celu", ["a"], ["b"], name="first_bad"),
+             helper.make_node("Relu", ["b"], ["c"], name="fine"),
+             helper.make_node("Hardmax", ["c"], ["y"], name="second_bad")]
+    with pytest.raises(codegen.UnsupportedError) as err:
+        codegen.compile(model(nodes, [("x", (2, 3))], [("y", (2, 3))]))
+    assert [(n, op) for n, op, _ in err.value.problems] == [("first_bad", "Celu"), ("second_bad", "Hardmax")]
+    assert "first_bad" in str(err.value) and "Hardmax" in str(err.value)
+
+
+def test_foreign_domain_is_unsupported():
+    node = helper.make_node("Scaler", ["x"], ["y"], domain="ai.onnx.ml", name="scale")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (1, 3))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (1, 3))])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    with pytest.raises(codegen.UnsupportedError, match="Scaler"):
+        codegen.compile(m)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(codegen.ModelError, match="no such file"):
+        codegen.compile(tmp_path / "missing.onnx")
+
+
+def test_garbage_and_truncated_files(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\x00 this is not a protobuf \x12\x99")
+    with pytest.raises(codegen.KilnError):
+        codegen.compile(bad)
+    data = (FIXTURES / "mlp.onnx").read_bytes()
+    cut = tmp_path / "cut.onnx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(codegen.KilnError):
+        codegen.compile(cut)
+
+
+def test_checker_failure_is_a_model_error():
+    m = chain()
+    m.graph.node[1].input[0] = "does_not_exist"
+    with pytest.raises(codegen.KilnError):
+        codegen.compile(m)
+
+
+def test_future_opset():
+    m = chain()
+    m.opset_import[0].version = 99
+    with pytest.raises(codegen.KilnError, match="opset"):
+        codegen.compile(m)
+
+
+def test_data_dependent_shape_names_the_tensor():
+    m = model([helper.make_node("Reshape", ["x", "s"], ["y"])], [("x", (2, 6))], [("y", ("d0", "d1"))])
+    m.graph.input.append(helper.make_tensor_value_info("s", TensorProto.INT64, (2,)))
+    with pytest.raises(codegen.ShapeError, match="'y'"):
+        codegen.compile(m)
+
+
+def test_external_data_outside_the_folder_is_refused(tmp_path):
+    (tmp_path / "escape.bin").write_bytes(np.ones((4, 3), np.float32).tobytes())
+    m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", (2, 4))], [("y", (2, 3))])
+    w = m.graph.initializer.add()
+    w.name, w.data_type, w.data_location = "w", TensorProto.FLOAT, TensorProto.EXTERNAL
+    w.dims.extend([4, 3])
+    w.external_data.add(key="location", value="../escape.bin")
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    with pytest.raises(codegen.ModelError, match="outside"):
+        codegen.compile(path)
