@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--target", default="c", help="c (default)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
+    common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
+                        help="string (default: one string literal, fastest to compile) or hex "
+                             "(uint32 words, for compilers that cap string literal length)")
     common.add_argument("--cflags", help="compiler flags for building (default: -O3 -march=native, "
                                          "or $KILN_CFLAGS)")
     p = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models to one self-contained C file.")
@@ -45,7 +48,8 @@ def _compile(args):
         raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
-    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape)
+    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
+                            weights_encoding=args.weights_encoding)
     return compiled, proto, time.perf_counter() - t0
 
 

@@ -100,8 +100,14 @@ def _io(g: Graph, name: str) -> dict:
     return dict(name=name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
 
 
-def compile(model, *, name: str | None = None, input_shapes=None, **options) -> CompiledModel:
-    """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input."""
+def compile(model, *, name: str | None = None, input_shapes=None, weights_encoding: str = "string") -> CompiledModel:
+    """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
+
+    name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
+    ["x=1x3x224x224"]; weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
+    if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
+        raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
+    options = dict(weights_encoding=weights_encoding)
     graph = frontend.load(model, input_shapes)
     if name:
         graph.name = c_identifier(name, "model")

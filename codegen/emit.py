@@ -56,8 +56,16 @@ class _Weights:
             self.size += align(len(data))
         return self.offsets[key]
 
-    def literal(self) -> str:
-        return encode_string_literal(b"".join(self.chunks))
+    def initializer(self, encoding: str) -> tuple[str, str]:
+        """(union member the initializer fills, its text)."""
+        blob = b"".join(self.chunks)
+        if encoding == "string":
+            return "u8", encode_string_literal(blob)
+        if encoding == "hex":   # portable fallback for compilers that cap string literal length
+            words = np.frombuffer(blob, dtype="<u4")
+            lines = (", ".join(f"0x{w:08x}u" for w in words[i:i + 8]) for i in range(0, len(words), 8))
+            return "u32", "{\n    " + ",\n    ".join(lines) + "\n    }"
+        raise ValueError(f"unknown weights encoding {encoding!r}")
 
 
 # each byte as it appears inside a C string literal: printable ASCII as itself, everything else
@@ -76,6 +84,9 @@ def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "c")),
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                               autoescape=False)
+
+
+WEIGHT_ENCODINGS = ("string", "hex")
 
 
 def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False) -> Sources:
@@ -133,10 +144,13 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         opset=graph.opset, options=c_comment(str(sorted(options.items()))), layers=layers,
         arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound, weight_bytes=weights.size,
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
-        weights_literal=weights.literal() if weights.size else None, probes=probes,
+        probes=probes,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
         runtime=(RUNTIME_C / "kiln_runtime.h").read_text(),
     )
+    if weights.size:
+        first, ctx["weights_init"] = weights.initializer(options.get("weights_encoding", "string"))
+        ctx["weight_members"] = sorted(MEMBERS, key=lambda m: m[0] != first)   # the initialised one first
     c = env.get_template("model.c.j2").render(**ctx)
     h = env.get_template("model.h.j2").render(**ctx)
     return Sources(name, c, h, weights.size)

@@ -92,3 +92,13 @@ def test_splat_weights_are_stored_once_and_read_right():
     (got,) = compiled.build(TEST_CFLAGS)(x)
     (ref,) = Reference(m)({"x": x}).values()
     assert compare("y", got, ref).ok
+
+
+def test_hex_weights_encoding_gives_the_same_results():
+    x = np.load(FIXTURES / "resnet_mini_io.npz")["x"]
+    outs = []
+    for encoding in ("string", "hex"):
+        compiled = codegen.compile(FIXTURES / "resnet_mini.onnx", weights_encoding=encoding)
+        assert ("0x" in compiled.sources.c) == (encoding == "hex")
+        outs.append(compiled.build(TEST_CFLAGS)(x)[0])
+    np.testing.assert_array_equal(outs[0], outs[1])

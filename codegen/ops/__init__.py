@@ -43,28 +43,18 @@ class Kernel:
 class OpDef:
     name: str
     lower: Callable
-    conformance: tuple[str, ...]    # globs of ONNX node test names that exercise this op
 
 
 REGISTRY: dict[str, OpDef] = {}
 
 
-def op(*names: str, conformance: tuple[str, ...] | list[str] = ()):
+def op(*names: str):
+    """Register a lowering for one or more ONNX op types (the conformance suite picks it up)."""
     def register(fn):
         for name in names:
-            globs = tuple(conformance) or (f"test_{_snake(name)}*",)
-            REGISTRY[name] = OpDef(name, fn, globs)
+            REGISTRY[name] = OpDef(name, fn)
         return fn
     return register
-
-
-def _snake(name: str) -> str:
-    out = ""
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
-            out += "_"
-        out += ch.lower()
-    return out
 
 
 def _load_families() -> None:

@@ -68,7 +68,6 @@ def concat(outs, *inputs, axis):
                   math=f"Y = concat(X0, X1, ...) along axis {axis}")
 
 
-@op("Constant", "ConstantOfShape", conformance=("test_constant", "test_constant_pad*__never",
-                                                  "test_constantofshape*"))
+@op("Constant", "ConstantOfShape")
 def constant(outs, input=None, **attrs):
     raise Unsupported("its value must be known at compile time (constant folding could not compute it)")
