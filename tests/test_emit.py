@@ -99,6 +99,6 @@ def test_hex_weights_encoding_gives_the_same_results():
     outs = []
     for encoding in ("string", "hex"):
         compiled = codegen.compile(FIXTURES / "resnet_mini.onnx", weights_encoding=encoding)
-        assert ("0x" in compiled.sources.c) == (encoding == "hex")
+        assert bool(re.search(r"0x[0-9a-f]{8}u, 0x", compiled.sources.c)) == (encoding == "hex")
         outs.append(compiled.build(TEST_CFLAGS)(x)[0])
     np.testing.assert_array_equal(outs[0], outs[1])
