@@ -40,10 +40,15 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)   # ONNX nodes this node stands for
+    epilogue: list["Node"] = field(default_factory=list)   # elementwise steps fused into the store
 
     def __post_init__(self):
         if not self.sources:
             self.sources = [self.name]
+
+    def copy(self) -> "Node":
+        return Node(self.op, self.name, list(self.inputs), list(self.outputs), dict(self.attrs),
+                    list(self.sources), [s.copy() for s in self.epilogue])
 
 
 @dataclass
@@ -60,17 +65,25 @@ class Graph:
         return self.values[name] if name else None
 
     def consumers(self) -> dict[str, list[Node]]:
+        """Value name -> the nodes that read it (epilogue operands included)."""
         users: dict[str, list[Node]] = {n: [] for n in self.values}
         for node in self.nodes:
-            for name in node.inputs:
-                if name:
-                    users[name].append(node)
+            for name in reads(node):
+                users[name].append(node)
         return users
 
     def producers(self) -> dict[str, Node]:
         return {out: node for node in self.nodes for out in node.outputs if out}
 
     def copy(self) -> "Graph":
-        return Graph(self.name, dict(self.values), [Node(n.op, n.name, list(n.inputs), list(n.outputs),
-                                                          dict(n.attrs), list(n.sources)) for n in self.nodes],
+        return Graph(self.name, dict(self.values), [n.copy() for n in self.nodes],
                      list(self.inputs), list(self.outputs), self.opset, dict(self.doc))
+
+
+def reads(node: Node) -> list[str]:
+    """Every value a node reads from outside itself: its inputs and its epilogue's operands."""
+    inside = set(node.outputs) | {s.outputs[0] for s in node.epilogue}
+    names = [i for i in node.inputs if i]
+    for step in node.epilogue:
+        names += [i for i in step.inputs if i and i not in inside]
+    return list(dict.fromkeys(names))

@@ -46,7 +46,7 @@ def test_layer_diff_names_the_first_broken_layer():
     compiled = codegen.compile(FIXTURES / "resnet_mini.onnx")
     victim = next(n for n in compiled.graph.nodes if n.op == "Relu" and n is not compiled.graph.nodes[1])
     params = compiled.kernels[victim.name].params
-    params["expr"] = f"(0.5f * {params['expr']})"
+    params["result"] = f"(0.5f * {params['result']})"
     x = np.load(FIXTURES / "resnet_mini_io.npz")["x"]
     diff = layer_diff(compiled, onnx.load(str(FIXTURES / "resnet_mini.onnx")), [x], TEST_CFLAGS)
     assert diff["first"]["layer"] == victim.name and diff["first"]["op"] == "Relu"

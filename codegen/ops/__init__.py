@@ -34,6 +34,7 @@ class Kernel:
     consts: dict[str, np.ndarray] = field(default_factory=dict)   # weights the lowering derived
     splat_ok: tuple[str, ...] = ()  # constant inputs the template reads through idx() / zero strides
     inplace: tuple[str, ...] = ()   # inputs whose buffer the (single) output may reuse
+    epilogue_modes: tuple[str, ...] | None = None   # operand reads the template offers an epilogue
     alias: bool = False             # output is a view of inputs[0]: no code, one buffer
     macs: int = 0
     math: str = ""                  # the contract line printed over the function
@@ -79,6 +80,9 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
     if len(ins) > len(positional) and not variadic:
         raise Unsupported(f"{len(ins)} inputs given, at most {len(positional)} supported")
     kernel = opdef.lower(outs, *ins, **node.attrs)
+    if node.epilogue:
+        from .elementwise import attach_epilogue
+        kernel = attach_epilogue(kernel, graph.values[node.outputs[0]], node.epilogue, graph.values)
     return kernel
 
 
