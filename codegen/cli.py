@@ -19,6 +19,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--target", default="c", help="c (default)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
+    common.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2),
+                        help="graph optimisation level (default 2: fold, clean up and fuse)")
+    common.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                        help="switch one pass off (cleanup, fold_weights, fold, fuse)")
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
@@ -49,6 +53,7 @@ def _compile(args):
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
     compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
+                            opt_level=args.opt_level, disable_passes=args.disable_pass,
                             weights_encoding=args.weights_encoding)
     return compiled, proto, time.perf_counter() - t0
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import build as build_mod
 from . import emit as emit_mod
-from . import frontend, ops, plan as plan_mod
+from . import frontend, ops, passes, plan as plan_mod
 from .errors import KilnError
 from .ir import Graph
 from .names import c_identifier
@@ -25,6 +25,7 @@ class CompiledModel:
     plan: plan_mod.Plan
     sources: emit_mod.Sources
     options: dict = field(default_factory=dict)
+    passes: list = field(default_factory=list)     # per pass: nodes before/after and what it did
 
     @property
     def name(self) -> str:
@@ -38,7 +39,8 @@ class CompiledModel:
             k = self.kernels[node.name]
             outs = list(k.outputs.values())
             layers.append(dict(
-                step=step, name=node.name, ops=[node.op], sources=node.sources,
+                step=step, name=node.name, ops=[op for op, _ in node.sources],
+                sources=[name for _, name in node.sources],
                 inputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
                         for v in k.inputs.values() if v is not None],
                 outputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)),
@@ -46,7 +48,8 @@ class CompiledModel:
                 macs=int(k.macs), params=int(sum(v.size for v in k.inputs.values() if v is not None and v.is_const)
                                              + sum(a.size for a in k.consts.values())),
                 code="view" if k.alias and node.name not in plan.copies else k.template))
-        return dict(name=self.name, opset=g.opset, layers=layers, arena_bytes=plan.arena_bytes,
+        return dict(name=self.name, opset=g.opset, options=self.options, passes=self.passes, layers=layers,
+                    arena_bytes=plan.arena_bytes,
                     arena_lower_bound=plan.lower_bound, weight_bytes=self.sources.weight_bytes,
                     macs=sum(layer["macs"] for layer in layers),
                     inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs])
@@ -100,15 +103,20 @@ def _io(g: Graph, name: str) -> dict:
     return dict(name=name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
 
 
-def compile(model, *, name: str | None = None, input_shapes=None, weights_encoding: str = "string") -> CompiledModel:
+def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
+            weights_encoding: str = "string") -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
-    ["x=1x3x224x224"]; weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
+    ["x=1x3x224x224"]; opt_level 0, 1 or 2 and disable_passes: see codegen.passes;
+    weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
-    options = dict(weights_encoding=weights_encoding)
+    options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
+    if disable_passes:
+        options["disable_passes"] = sorted(disable_passes)
     graph = frontend.load(model, input_shapes)
+    graph, pass_report = passes.run_passes(graph, opt_level, disable_passes)
     if name:
         graph.name = c_identifier(name, "model")
     kernels = ops.lower(graph)
@@ -117,4 +125,4 @@ def compile(model, *, name: str | None = None, input_shapes=None, weights_encodi
     if input_shapes:
         shown["input_shapes"] = frontend.parse_input_shapes(input_shapes)
     sources = emit_mod.emit(graph, kernels, plan, shown)
-    return CompiledModel(graph, kernels, plan, sources, shown)
+    return CompiledModel(graph, kernels, plan, sources, shown, pass_report)

@@ -82,7 +82,7 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
     kernel = opdef.lower(outs, *ins, **node.attrs)
     if node.epilogue:
         from .elementwise import attach_epilogue
-        kernel = attach_epilogue(kernel, graph.values[node.outputs[0]], node.epilogue, graph.values)
+        kernel = attach_epilogue(kernel, node.epilogue, graph.values)
     return kernel
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import Kernel, Unsupported, broadcast_strides, c_float, is_splat, op, require_dtype
-from ..ir import Node, Value
+from ..ir import ACC, Node, Value
 
 EXPRESSIONS: dict[str, callable] = {}     # ONNX op -> fn(*operand C exprs, **attrs) -> C expr
 
@@ -134,11 +134,13 @@ def operand_mode(v: Value, out_shape: tuple[int, ...], chan_ok: bool) -> str | N
     return None
 
 
-def attach_epilogue(kernel: Kernel, anchor_out: Value, steps: list[Node], values: dict[str, Value]) -> Kernel:
-    """Give an anchor kernel an epilogue: extra operands as inputs, the chain's output as Y."""
+def attach_epilogue(kernel: Kernel, steps: list[Node], values: dict[str, Value]) -> Kernel:
+    """Give an anchor kernel an epilogue: extra operands as inputs, the chain's output as Y.
+    The steps read the anchor's value as ACC."""
     if kernel.epilogue_modes is None:
         raise Unsupported(f"the {kernel.template} kernel takes no epilogue")
-    produced = {s.outputs[0] for s in steps} | {anchor_out.name}
+    (out_arg, anchor_out), = kernel.outputs.items()
+    produced = {s.outputs[0] for s in steps} | {ACC}
     final = values[steps[-1].outputs[0]]
     leaves = {}
     for step in steps:
@@ -158,8 +160,7 @@ def attach_epilogue(kernel: Kernel, anchor_out: Value, steps: list[Node], values
                 leaves[name] = f"{arg}[{{{mode}}}]"
     if tuple(final.shape) != tuple(anchor_out.shape):
         raise Unsupported("the epilogue changes the shape")
-    lines, result = chain_code(steps, lambda n: "{acc}" if n == anchor_out.name else leaves[n])
-    (out_arg,) = kernel.outputs
+    lines, result = chain_code(steps, lambda n: "{acc}" if n == ACC else leaves[n])
     kernel.outputs[out_arg] = final
     kernel.params["epilogue"] = Epilogue(lines, result)
     kernel.inplace = ()

@@ -33,10 +33,14 @@ def _shape_of(node, x: Value) -> np.ndarray:
     return np.array(x.shape[start:end], dtype=np.int64)
 
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
+    """Fold every node whose inputs are constants (except, if asked, those writing graph outputs)."""
     g = graph.copy()
     kept = []
     for node in g.nodes:
+        if keep_output_writers and any(o in g.outputs for o in node.outputs):
+            kept.append(node)
+            continue
         ins = [g.value(i) for i in node.inputs]
         outs = [g.values[o] for o in node.outputs if o]
         results = None
