@@ -8,8 +8,9 @@
 From each anchor (a node whose kernel takes an epilogue) or elementwise node, the region grows
 over the elementwise nodes downstream of it: the largest set, closed under "is an input of", whose
 values other than the last are read only inside the region, and whose outside operands the
-anchor can read in its store (scalars, same-shape tensors, per-channel constants). The fused node
-takes the last node's place in the order, so every operand is computed before it.
+anchor can read in its store (scalars, same-shape tensors, per-channel constants) and that exist
+when the anchor runs. A layer keeps its anchor's place in the order; a fused elementwise chain
+takes its last node's place, so every operand is computed before it.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def _grow(g: Graph, start: Node, modes, users, order) -> list[Node]:
     best = []
     for final in sorted(cand.values(), key=lambda n: order[id(n)]):
         region = _ancestors_within(final, cand, produced_by)
-        if len(region) > len(best) and _valid(g, start, region, final, modes, users, produced_by, out_shape):
+        if len(region) > len(best) and _valid(g, start, region, final, modes, users, produced_by, out_shape, order):
             best = region
     return sorted(best, key=lambda n: order[id(n)])
 
@@ -75,7 +76,7 @@ def _ancestors_within(final, cand, produced_by):
     return list(region.values())
 
 
-def _valid(g, start, region, final, modes, users, produced_by, out_shape) -> bool:
+def _valid(g, start, region, final, modes, users, produced_by, out_shape, order) -> bool:
     members = {id(n) for n in region} | {id(start)}
     inside = {start.outputs[0]} | {n.outputs[0] for n in region}
     for node in [start] + region:
@@ -91,8 +92,12 @@ def _valid(g, start, region, final, modes, users, produced_by, out_shape) -> boo
             p = produced_by.get(name)
             if p is not None and id(p) in members:
                 return False
-            if modes is not None and operand_mode(g.values[name], out_shape, "chan" in modes) is None:
-                return False
+            if modes is not None:
+                # the layer runs where its anchor stood, so operands must already exist there
+                if p is not None and order[id(p)] > order[id(start)]:
+                    return False
+                if operand_mode(g.values[name], out_shape, "chan" in modes) is None:
+                    return False
     return True
 
 
@@ -133,7 +138,8 @@ def fuse(graph: Graph) -> tuple[Graph, list[str]]:
             k += 1
             continue
         gone = {id(start)} | {id(n) for n in region}
-        g.nodes = [fused if n is final else n for n in g.nodes if n is final or id(n) not in gone]
+        at = start if modes is not None else final     # a layer stays where its anchor was
+        g.nodes = [fused if n is at else n for n in g.nodes if n is at or id(n) not in gone]
         log.append(f"fuse: {start.op} {start.name!r} <- " + ", ".join(f"{n.op} {n.name!r}" for n in region))
     prune_values(g)
     return g, log

@@ -90,5 +90,4 @@ def prune_values(g: Graph) -> None:
     for node in g.nodes:
         live.update(reads(node))
         live.update(o for o in node.outputs if o)
-        live.update(o for s in node.epilogue for o in s.outputs)
     g.values = {k: v for k, v in g.values.items() if k in live}
