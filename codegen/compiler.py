@@ -104,19 +104,39 @@ def _io(g: Graph, name: str) -> dict:
 
 
 def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
-            weights_encoding: str = "string") -> CompiledModel:
+            prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
+            prune_channels: float | None = None, calibration=None, weights_encoding: str = "string") -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
-    ["x=1x3x224x224"]; opt_level 0, 1 or 2 and disable_passes: see codegen.passes;
+    ["x=1x3x224x224"]; opt_level 0, 1 or 2 and disable_passes: see codegen.passes; prune_*: lossy
+    pruning (magnitude by threshold or sparsity, "global" or per "layer"; a fraction of channels);
+    calibration: .npz path or list of input samples (channel pruning moves removed channels' mean
+    activation into the next layer's bias);
     weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
+    for name, value, top in (("prune_sparsity", prune_sparsity, 1.0), ("prune_channels", prune_channels, 1.0)):
+        if value is not None and not 0 <= value < top:
+            raise KilnError(f"{name} must be in [0, 1), not {value}.")
+    if prune_scope not in ("global", "layer"):
+        raise KilnError(f"prune_scope must be 'global' or 'layer', not {prune_scope!r}.")
     options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
     if disable_passes:
         options["disable_passes"] = sorted(disable_passes)
+    prune = dict(prune_threshold=prune_threshold, prune_sparsity=prune_sparsity, prune_channels=prune_channels)
+    options.update({k: v for k, v in prune.items() if v is not None})
+    if prune_sparsity is not None:
+        options["prune_scope"] = prune_scope
     graph = frontend.load(model, input_shapes)
-    graph, pass_report = passes.run_passes(graph, opt_level, disable_passes)
+    pass_options = dict(options)
+    if calibration is not None:
+        from .calibrate import activation_stats, load_samples
+        specs = [(n, tuple(graph.values[n].shape), np.dtype(graph.values[n].dtype)) for n in graph.inputs]
+        samples = load_samples(calibration, specs)
+        pass_options["activation_stats"] = activation_stats(frontend.load_proto(model)[0], samples, graph.inputs)
+        options["calibration_samples"] = len(samples)
+    graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:
         graph.name = c_identifier(name, "model")
     kernels = ops.lower(graph)
