@@ -116,9 +116,9 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
-    for name, value, top in (("prune_sparsity", prune_sparsity, 1.0), ("prune_channels", prune_channels, 1.0)):
-        if value is not None and not 0 <= value < top:
-            raise KilnError(f"{name} must be in [0, 1), not {value}.")
+    for option, value in (("prune_sparsity", prune_sparsity), ("prune_channels", prune_channels)):
+        if value is not None and not 0 <= value < 1:
+            raise KilnError(f"{option} must be in [0, 1), not {value}.")
     if prune_scope not in ("global", "layer"):
         raise KilnError(f"prune_scope must be 'global' or 'layer', not {prune_scope!r}.")
     options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
