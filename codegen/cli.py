@@ -171,7 +171,8 @@ def cmd_inspect(args) -> int:
     console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
                   f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
     for p in r["passes"]:
-        console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes" +
+        console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes, weights "
+                      f"{p['weight_bytes_before']:,} -> {p['weight_bytes_after']:,} bytes" +
                       "".join(f"\n    {line}" for line in p["log"]))
     return 0
 

@@ -61,6 +61,13 @@ PASSES = [
 NAMES = [p.name for p in PASSES]
 
 
+def _weight_bytes(graph: Graph) -> int:
+    """Bytes of the constants the nodes read (before deduplication and splat storage)."""
+    from ..ir import reads
+    names = {n for node in graph.nodes for n in reads(node)}
+    return sum(graph.values[n].nbytes for n in names if n in graph.values and graph.values[n].is_const)
+
+
 def run_passes(graph: Graph, level: int = 2, disabled=(), options=None) -> tuple[Graph, list[dict]]:
     unknown = set(disabled) - set(NAMES)
     if unknown:
@@ -72,7 +79,8 @@ def run_passes(graph: Graph, level: int = 2, disabled=(), options=None) -> tuple
     for p in PASSES:
         if p.level > level or p.name in disabled or not p.wanted(options):
             continue
-        before = len(graph.nodes)
+        before, weights = len(graph.nodes), _weight_bytes(graph)
         graph, log = p.run(graph, options)
-        report.append(dict(name=p.name, nodes_before=before, nodes_after=len(graph.nodes), log=log))
+        report.append(dict(name=p.name, nodes_before=before, nodes_after=len(graph.nodes), weight_bytes_before=weights,
+                           weight_bytes_after=_weight_bytes(graph), log=log))
     return graph, report
