@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="remove the fraction S of output channels with the smallest L1 norm (lossy)")
     common.add_argument("--calibration", metavar="FILE.npz",
                         help="representative inputs (as --inputs); channel pruning uses their mean activations")
+    common.add_argument("--max-arena-bytes", type=int, default=1 << 30, metavar="N",
+                        help="refuse models whose arena exceeds N bytes (default 1 GiB)")
+    common.add_argument("--max-weight-bytes", type=int, default=1 << 31, metavar="N",
+                        help="refuse models whose weights exceed N bytes (default 2 GiB)")
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
@@ -69,7 +73,8 @@ def _compile(args):
                             opt_level=args.opt_level, disable_passes=args.disable_pass,
                             prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
                             prune_scope=args.prune_scope, prune_channels=args.prune_channels,
-                            calibration=args.calibration,
+                            calibration=args.calibration, max_arena_bytes=args.max_arena_bytes,
+                            max_weight_bytes=args.max_weight_bytes,
                             weights_encoding=args.weights_encoding)
     return compiled, proto, time.perf_counter() - t0
 

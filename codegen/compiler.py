@@ -12,7 +12,7 @@ import numpy as np
 from . import build as build_mod
 from . import emit as emit_mod
 from . import frontend, ops, passes, plan as plan_mod
-from .errors import KilnError
+from .errors import KilnError, LimitError
 from .ir import Graph
 from .names import c_identifier
 from .runtime import Runner
@@ -105,7 +105,8 @@ def _io(g: Graph, name: str) -> dict:
 
 def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
-            prune_channels: float | None = None, calibration=None, weights_encoding: str = "string") -> CompiledModel:
+            prune_channels: float | None = None, calibration=None, weights_encoding: str = "string",
+            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31) -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
@@ -113,7 +114,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     pruning (magnitude by threshold or sparsity, "global" or per "layer"; a fraction of channels);
     calibration: .npz path or list of input samples (channel pruning moves removed channels' mean
     activation into the next layer's bias);
-    weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
+    weights_encoding: "string" (one string literal) or "hex" (uint32 words); max_arena_bytes and
+    max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
     for option, value in (("prune_sparsity", prune_sparsity), ("prune_channels", prune_channels)):
@@ -141,8 +143,16 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
         graph.name = c_identifier(name, "model")
     kernels = ops.lower(graph)
     plan = plan_mod.make_plan(graph, kernels)
+    if plan.arena_bytes > max_arena_bytes:
+        top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]
+        raise LimitError(f"the arena needs {plan.arena_bytes:,} bytes, over the limit of {max_arena_bytes:,} "
+                         f"(--max-arena-bytes); the largest tensors: " +
+                         ", ".join(f"{b.values[0]!r} ({b.size:,} bytes)" for b in top) + ".")
     shown = {k: v for k, v in options.items() if v is not None}
     if input_shapes:
         shown["input_shapes"] = frontend.parse_input_shapes(input_shapes)
     sources = emit_mod.emit(graph, kernels, plan, shown)
+    if sources.weight_bytes > max_weight_bytes:
+        raise LimitError(f"the weights need {sources.weight_bytes:,} bytes, over the limit of {max_weight_bytes:,} "
+                         "(--max-weight-bytes).")
     return CompiledModel(graph, kernels, plan, sources, shown, pass_report)
