@@ -142,6 +142,15 @@ def c_type(v: Value, bits: bool = False) -> str:
     return C_TYPES[name][0]
 
 
+def wrapping_type(dtype) -> str | None:
+    """The unsigned C type in which integer + and * of `dtype` wrap around instead of overflowing
+    (signed overflow is undefined behaviour); None for floating-point dtypes."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iub":
+        return None
+    return "uint64_t" if dtype.itemsize == 8 else "uint32_t"
+
+
 def is_splat(v: Value | np.ndarray | None) -> bool:
     """A constant whose elements are all equal: stored as one element, read with stride 0."""
     arr = v.const if isinstance(v, Value) else v

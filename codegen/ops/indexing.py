@@ -10,13 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const, require_dtype
+from . import Kernel, Unsupported, c_type, op, require_const, require_dtype, wrapping_type
 from .layout import contiguous_strides, nothing
 
 INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 # reduction -> C expression combining the current element y with the update u
 SCATTER_REDUCTIONS = {"none": "u", "add": "y + u", "mul": "y * u", "max": "(u > y ? u : y)", "min": "(u < y ? u : y)"}
+
+
+def _combine(reduction: str, dtype, ctype: str) -> str:
+    """The reduction's C expression; integer + and * wrap around (computed unsigned: never UB)."""
+    expr = SCATTER_REDUCTIONS[reduction]
+    wide = wrapping_type(dtype)
+    if wide and reduction in ("add", "mul"):
+        expr = f"({ctype})(({wide})y {'+' if reduction == 'add' else '*'} ({wide})u)"
+    return expr
 
 
 def _axis(axis, rank):
@@ -85,7 +94,7 @@ def scatter_elements(outs, data, indices, updates, *, axis=0, reduction="none"):
         return nothing({"X": data, "I": indices, "U": updates}, {"Y": Y})
     if indices.size == 0:
         return Kernel("copy", {"X": data}, {"Y": Y}, params=dict(nbytes=Y.nbytes), math="Y = X (no updates)")
-    store = f"{{ const {ctype} y = Y[pos], u = U[o]; (void)y; Y[pos] = {SCATTER_REDUCTIONS[reduction]}; }}"
+    store = f"{{ const {ctype} y = Y[pos], u = U[o]; (void)y; Y[pos] = {_combine(reduction, data.dtype, ctype)}; }}"
     return Kernel("gather_elements", {"X": data, "I": indices, "U": updates}, {"Y": Y},
                   params=dict(_elements(data, indices, axis, store), copy=Y.nbytes),
                   math=f"Y = X; then Y[i... with i[{axis}] = I[i...]] = {reduction}(that, U[i...]) in order")
@@ -118,7 +127,7 @@ def scatter_nd(outs, data, indices, updates, *, reduction="none"):
         return nothing({"X": data, "I": indices, "U": updates}, {"Y": Y})
     if updates.size == 0:
         return Kernel("copy", {"X": data}, {"Y": Y}, params=dict(nbytes=Y.nbytes), math="Y = X (no updates)")
-    store = f"const {ctype} y = Y[src + i], u = U[dst + i]; (void)y; Y[src + i] = {SCATTER_REDUCTIONS[reduction]};"
+    store = f"const {ctype} y = Y[src + i], u = U[dst + i]; (void)y; Y[src + i] = {_combine(reduction, data.dtype, ctype)};"
     return Kernel("gather_nd", {"X": data, "I": indices, "U": updates}, {"Y": Y},
                   params=dict(params, scatter=store, copy=Y.nbytes),
                   math=f"Y = X; then Y[I[t][0]]...[I[t][m-1]][i] = {reduction}(that, U[t][i]) in order")
