@@ -48,7 +48,7 @@ def conv_transpose(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, gro
         raise Unsupported(f"output shape {Y.shape} does not match the weights")
     begin = _begin_pads(auto_pad, in_sizes, out_sizes, kernel, strides, dilations, output_padding, pads,
                         output_shape)
-    if X.size == 0 or Y.size == 0:
+    if X.size == 0 or Y.size == 0 or 0 in kernel:
         raise Unsupported("an empty tensor")
     macs = N * C * Mg * int(np.prod(in_sizes)) * int(np.prod(kernel))
     return Kernel(
