@@ -75,6 +75,8 @@ def gather_elements(outs, data, indices, *, axis=0):
 
 
 def _elements(data, indices, axis, store):
+    if any(i > d for k, (i, d) in enumerate(zip(indices.shape, data.shape)) if k != axis):
+        raise Unsupported("indices are larger than the data outside the axis")
     return dict(dims=list(indices.shape), strides=contiguous_strides(data.shape), axis=axis,
                 A=data.shape[axis], store=store, copy=0)
 

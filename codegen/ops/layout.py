@@ -137,6 +137,8 @@ def tile(outs, input, repeats):
 
 def _regroup(X, Y, shape, perm, math):
     """Y = reshape(transpose(reshape(X, shape), perm)): a strided copy."""
+    if int(np.prod(shape, dtype=np.int64)) != X.size or X.size != Y.size:
+        raise Unsupported("the blocksize does not divide the input's dimensions")
     strides = contiguous_strides(shape)
     return strided(X, {"Y": Y}, [part("Y", [shape[p] for p in perm], [strides[p] for p in perm])], math=math)
 
@@ -148,6 +150,8 @@ def depth_to_space(outs, input, *, blocksize, mode="DCR"):
         raise Unsupported("DepthToSpace needs a 4-D input")
     N, C, H, W = input.shape
     b = blocksize
+    if b < 1 or C % (b * b):
+        raise Unsupported("the channels do not divide by blocksize^2")
     if mode == "DCR":
         return _regroup(input, Y, (N, b, b, C // (b * b), H, W), (0, 3, 4, 1, 5, 2),
                         "Y[n][c][h*b+i][w*b+j] = X[n][(i*b+j)*C/b^2 + c][h][w]  (DCR)")
@@ -164,6 +168,8 @@ def space_to_depth(outs, input, *, blocksize, mode="DCR"):
         raise Unsupported("SpaceToDepth needs a 4-D input")
     N, C, H, W = input.shape
     b = blocksize
+    if b < 1 or H % b or W % b:
+        raise Unsupported("the height and width do not divide by blocksize")
     shape = (N, C, H // b, b, W // b, b)
     if mode == "DCR":
         return _regroup(input, Y, shape, (0, 3, 5, 1, 2, 4), "Y[n][(i*b+j)*C + c][h][w] = X[n][c][h*b+i][w*b+j]")
