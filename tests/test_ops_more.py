@@ -140,3 +140,20 @@ def test_conv_transpose_like_pytorch():
     b = RNG.standard_normal(6).astype(np.float32)
     one_node("ConvTranspose", {"x": x}, {"w": w, "b": b}, group=2,
              strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1], dilations=[1, 2])
+
+
+def test_old_upsample_with_fractional_scales_is_refused():
+    """onnx's converter would give Upsample-9 half_pixel coordinates: refused, not miscompiled."""
+    def upsample(scales):
+        node = helper.make_node("Upsample", ["x", "s"], ["y"], mode="nearest")
+        out = [1, 1] + [int(4 * s) for s in scales[2:]]
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out)],
+                              initializer=[numpy_helper.from_array(np.array(scales, dtype=np.float32), "s")])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    with pytest.raises(codegen.UnsupportedError, match="asymmetric"):
+        codegen.compile(upsample([1, 1, 1.75, 1.75]))
+    x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    model = upsample([1, 1, 2, 3])
+    (got,) = codegen.compile(model, name="t").build(TEST_CFLAGS)(x)
+    assert np.array_equal(got, np.repeat(np.repeat(x, 2, axis=2), 3, axis=3))
