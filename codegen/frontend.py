@@ -103,10 +103,37 @@ def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
             for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS]
 
 
+def _lossy_resizes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """Upsample and opset-10 Resize map output to input coordinates asymmetrically (x / scale,
+    floored); onnx's version converter turns them into a Resize-11+ that uses the default
+    half_pixel coordinates instead. Both agree only for nearest mode with integer scales >= 1."""
+    consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    problems = []
+    for n in proto.graph.node:
+        if n.op_type not in ("Upsample", "Resize"):
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        scales = attrs.get("scales")
+        if scales is None and len(n.input) > 1:
+            scales = consts.get(n.input[1])
+        mode = attrs.get("mode", b"nearest")
+        ok = mode in (b"nearest", "nearest") and scales is not None and \
+            all(float(s) >= 1 and float(s).is_integer() for s in np.asarray(scales).reshape(-1))
+        if not ok:
+            problems.append((n.name, n.op_type, "before opset 11 it resizes with asymmetric coordinates, which the "
+                             "conversion to a newer opset keeps only for nearest mode with constant integer scales"))
+    return problems
+
+
 def _convert(proto: onnx.ModelProto) -> onnx.ModelProto:
     version = next((o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS), None)
     if version is None:
         raise ModelError("the model imports no default-domain opset.")
+    if version < 11 and _lossy_resizes(proto):
+        raise UnsupportedError(_lossy_resizes(proto))
     if version > TARGET_OPSET:
         raise ModelError(f"the model uses opset {version}, newer than the newest Kiln knows ({TARGET_OPSET}).")
     if version == TARGET_OPSET:

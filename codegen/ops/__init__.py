@@ -132,6 +132,25 @@ def require_const(v: Value | None, what: str) -> np.ndarray | None:
     return v.const
 
 
+def c_type(v: Value, bits: bool = False) -> str:
+    """The C type of v's elements (what emit declares its pointers as); refuses dtypes C has none for.
+    float16 is stored as uint16_t: only a kernel that just moves elements (`bits`) may take it."""
+    from ..emit import C_TYPES
+    name = np.dtype(v.dtype).name if v.dtype is not None else None
+    if name not in C_TYPES or (name == "float16" and not bits):
+        raise Unsupported(f"dtype {v.dtype} of {v.name!r} not supported")
+    return C_TYPES[name][0]
+
+
+def wrapping_type(dtype) -> str | None:
+    """The unsigned C type in which integer + and * of `dtype` wrap around instead of overflowing
+    (signed overflow is undefined behaviour); None for floating-point dtypes."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iub":
+        return None
+    return "uint64_t" if dtype.itemsize == 8 else "uint32_t"
+
+
 def is_splat(v: Value | np.ndarray | None) -> bool:
     """A constant whose elements are all equal: stored as one element, read with stride 0."""
     arr = v.const if isinstance(v, Value) else v
