@@ -194,11 +194,12 @@ def to_ir(proto: onnx.ModelProto, name: str) -> Graph:
         for out in n.output:
             if out and out not in values:
                 values[out] = Value(out, None, None)
-        name = n.name or f"{n.op_type}_{i}"
-        while name in taken:              # node names are keys from here on: make them unique
-            name = f"{name}_{i}"
-        taken.add(name)
-        nodes.append(Node(n.op_type, name, list(n.input), list(n.output), {a.name: _attr(a) for a in n.attribute}))
+        node_name = n.name or f"{n.op_type}_{i}"
+        while node_name in taken:         # node names are keys from here on: make them unique
+            node_name = f"{node_name}_{i}"
+        taken.add(node_name)
+        nodes.append(Node(n.op_type, node_name, list(n.input), list(n.output),
+                          {a.name: _attr(a) for a in n.attribute}))
     inputs = [i.name for i in g.input if not values[i.name].is_const]
     outputs = [o.name for o in g.output]
     opset = next(o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS)
