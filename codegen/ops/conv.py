@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op, require_dtype
+from . import Kernel, Unsupported, is_splat, op, require_dtype
 
 
 def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
@@ -45,9 +45,36 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
     if C != Cg * group or M % group:
         raise Unsupported("channels do not divide by group")
     macs = N * M * int(np.prod(out_sizes)) * Cg * int(np.prod(kernel))
+    if spatial == 2 and group == 1 and W.is_const and not is_splat(W) and (B is None or B.is_const):
+        return _packed(X, W, B, Y, strides, dilations, begin, macs)
     return Kernel(
         "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
         params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
                     S=strides, D=dilations, P=begin, has_bias=B is not None),
         splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
         math="Y[n][m][o] = B[m] + sum_{c,k} X[n][g*Cg+c][o*S + k*D - P] * W[m][c][k]")
+
+
+BLOCK_M = 8     # output channels held in registers at once
+
+
+def _packed(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
+    """2-D convolution with the weights packed at compile time as [M/8][C][KH][KW][8]: the inner
+    loop multiplies one row of input pixels by 8 output channels' weights, accumulating an
+    8 x (vector width) tile of outputs in registers."""
+    N, C, IH, IW = X.shape
+    M, _, KH, KW = W.shape
+    blocks = -(-M // BLOCK_M)
+    packed = np.zeros((blocks * BLOCK_M, C, KH, KW), np.float32)
+    packed[:M] = W.const
+    packed = np.ascontiguousarray(packed.reshape(blocks, BLOCK_M, C, KH, KW).transpose(0, 2, 3, 4, 1))
+    bias = np.zeros(blocks * BLOCK_M, np.float32)
+    if B is not None:
+        bias[:M] = B.const
+    OH, OW = Y.shape[2:]
+    return Kernel("conv_packed", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
+                  params=dict(N=N, C=C, M=M, MB=blocks, BM=BLOCK_M, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
+                              SH=strides[0], SW=strides[1], DH=dilations[0], DW=dilations[1], PH=begin[0],
+                              PW=begin[1]),
+                  macs=macs, epilogue_modes=("flat", "chan"),
+                  math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
