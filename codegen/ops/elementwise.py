@@ -74,6 +74,10 @@ class Operand(str):
     def lit(self, x) -> str:
         return literal(x, self.dtype)
 
+    def attr(self, x) -> str:
+        """A float attribute as a literal: ONNX stores it as float32, so a double op uses that value."""
+        return literal(np.float32(x), self.dtype)
+
 
 def literal(x, dtype) -> str:
     """A C literal of `x` in the type `dtype` computes in (float16: float)."""
@@ -255,6 +259,9 @@ def elementwise(Y: Value, steps: list[Node], inputs: list[Value]) -> Kernel:
     probe = {v.name: load(f"X{k}[0]", v.dtype) for k, v in enumerate(arrays)}
     lines, _, _ = _chain(steps, lambda n: literals.get(n) or probe[n])
     args = {f"X{k}": v for k, v in enumerate(a for i, a in enumerate(arrays) if _uses(lines, f"X{i}"))}
+    for v in args.values():
+        if len(v.shape) > len(Y.shape) or any(d not in (1, o) for d, o in zip(v.shape[::-1], Y.shape[::-1])):
+            raise Unsupported(f"{v.name!r} {list(v.shape)} does not broadcast to the output {list(Y.shape)}")
     dims, strides = _coalesce(Y.shape, [broadcast_strides(v, Y.shape) for v in args.values()])
     reads = {}
     for (name, v), s in zip(args.items(), strides):
@@ -346,12 +353,12 @@ def attach_epilogue(kernel: Kernel, anchor_out: Value, steps: list[Node], values
 
 @expression("Relu", kinds="fi")
 def relu(X):
-    return f"({X} > {X.lit(0)} ? {X} : {X.lit(0)})"
+    return f"({X} < {X.lit(0)} ? {X.lit(0)} : {X})"     # NaN stays NaN
 
 
 @expression("LeakyRelu")
 def leaky_relu(X, *, alpha=0.01):
-    return f"({X} >= {X.lit(0)} ? {X} : {X.lit(alpha)} * {X})"
+    return f"({X} >= {X.lit(0)} ? {X} : {X.attr(alpha)} * {X})"
 
 
 @expression("Sigmoid")
@@ -364,22 +371,29 @@ def tanh(X):
     return f"{X.fn('tanh')}({X})"
 
 
+def _clamp01(X, v: str) -> str:
+    """v clamped to [0, 1], NaN staying NaN (fmin/fmax would drop it)."""
+    return f"({v} < {X.lit(0)} ? {X.lit(0)} : {v} > {X.lit(1)} ? {X.lit(1)} : {v})"
+
+
 @expression("HardSigmoid")
 def hard_sigmoid(X, *, alpha=0.2, beta=0.5):
-    return f"{X.fn('fmax')}({X.lit(0)}, {X.fn('fmin')}({X.lit(1)}, {X.lit(alpha)} * {X} + {X.lit(beta)}))"
+    return _clamp01(X, f"({X.attr(alpha)} * {X} + {X.attr(beta)})")
 
 
 @expression("HardSwish")
 def hard_swish(X):
-    return f"({X} * {X.fn('fmax')}({X.lit(0)}, {X.fn('fmin')}({X.lit(1)}, {X} * {X.lit(1 / 6)} + {X.lit(0.5)})))"
+    return f"({X} * {_clamp01(X, f'({X.attr(1 / 6)} * {X} + {X.lit(0.5)})')})"
 
 
 @expression("Clip", kinds="fiu")
 def clip(X, min=None, max=None):
+    """NaN in X or in a bound gives NaN, as numpy's clip."""
+    nan = (lambda bound: f" || isnan({bound})") if X.kind == "f" else (lambda bound: "")
     if min is not None:
-        X = f"({X} < {min} ? {min} : {X})"
+        X = f"({X} < {min}{nan(min)} ? {min} : {X})"
     if max is not None:        # applied last, so that min > max gives max, as the spec says
-        X = f"({X} > {max} ? {max} : {X})"
+        X = f"({X} > {max}{nan(max)} ? {max} : {X})"
     return X
 
 
