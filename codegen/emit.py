@@ -20,6 +20,7 @@ RUNTIME_C = Path(__file__).resolve().parent.parent / "runtime_c"
 # numpy dtype -> (C type, union member name); every buffer is one of these
 C_TYPES = {
     "float32": ("float", "f32"), "float64": ("double", "f64"), "float16": ("uint16_t", "u16"),
+    "bfloat16": ("uint16_t", "u16"),
     "int8": ("int8_t", "i8"), "uint8": ("uint8_t", "u8"), "int16": ("int16_t", "i16"),
     "uint16": ("uint16_t", "u16"), "int32": ("int32_t", "i32"), "uint32": ("uint32_t", "u32"),
     "int64": ("int64_t", "i64"), "uint64": ("uint64_t", "u64"), "bool": ("uint8_t", "u8"),

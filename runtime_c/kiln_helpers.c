@@ -29,6 +29,31 @@ static uint16_t kiln_f2h(double x)
     return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)nearbyint(f * 2048.0) - 1024u);
 }
 
+/* bfloat16 (its bits) -> float, exactly: they are the high half of the float's bits. */
+static float kiln_bf2f(uint16_t b)
+{
+    const uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* double -> bfloat16 bits, rounded to nearest even in one step (as kiln_f2h). */
+static uint16_t kiln_f2bf(double x)
+{
+    const unsigned sign = signbit(x) ? 0x8000u : 0u;
+    const double a = fabs(x);
+    int e;
+    if (isnan(x))
+        return (uint16_t)(sign | 0x7fc0u);
+    if (a >= 0x1.ffp127)                    /* at least halfway past the largest finite: infinity */
+        return (uint16_t)(sign | 0x7f80u);
+    if (a < 0x1p-126)                       /* subnormal, in units of 2^-133 */
+        return (uint16_t)(sign | (unsigned)nearbyint(ldexp(a, 133)));
+    const double f = frexp(a, &e);          /* exponent field e + 126, 7 mantissa bits */
+    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)nearbyint(f * 256.0) - 128u);
+}
+
 /* base^exponent modulo 2^64, exponent >= 0 (numpy's integer power wraps the same way). */
 static uint64_t kiln_ipow(uint64_t base, uint64_t exponent)
 {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
@@ -24,10 +25,11 @@ from codegen.ops.elementwise import chain_code
 from .conftest import TEST_CFLAGS
 
 SHAPE = (4, 12)
+BF16 = np.dtype(helper.tensor_dtype_to_np_dtype(onnx.TensorProto.BFLOAT16))
 DTYPES = [np.dtype(d) for d in ("float32", "float64", "float16", "int8", "int16", "int32", "int64",
-                                "uint8", "uint16", "uint32", "uint64", "bool")]
+                                "uint8", "uint16", "uint32", "uint64", "bool")] + [BF16]
 # rtol, atol; float16 ops compute in float, the reference rounds every step to float16
-TOLERANCE = {"float16": (2e-3, 1e-3), "float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
+TOLERANCE = {"float16": (2e-3, 1e-3), "bfloat16": (1.6e-2, 1e-2), "float32": (1e-5, 1e-6), "float64": (1e-12, 1e-14)}
 LOSSY = {"Erf", "Gelu"}     # the reference's erf is float32 even for float64, and Gelu's constants too
 
 UNARY = ["Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Erf", "Floor", "Ceil", "Round", "Sign", "Sin",
@@ -52,6 +54,10 @@ def allowed(op_type: str, dtype: np.dtype, index: int = 0) -> bool:
     return f"tensor({name})" in types
 
 
+def kind(dtype: np.dtype) -> str:
+    return "f" if dtype.name in TOLERANCE else dtype.kind
+
+
 def edge_values(dtype: np.dtype, rng, n: int) -> np.ndarray:
     if dtype == bool:
         return rng.integers(0, 2, n).astype(bool)
@@ -63,9 +69,10 @@ def edge_values(dtype: np.dtype, rng, n: int) -> np.ndarray:
         small = rng.integers(max(info.min, -20), 20, n).astype(dtype)
         vals = np.concatenate([np.array(edges, dtype), rand, small])
     else:
-        big = float(np.finfo(dtype).max) / 4
+        finfo = ml_dtypes.finfo(dtype)
+        big = float(finfo.max) / 4
         edges = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1.5, 2.5, -2.5, 3.0, np.inf, -np.inf, np.nan, big, -big,
-                 float(np.finfo(dtype).smallest_subnormal), 1e-3, 0.999, -0.999]
+                 float(finfo.smallest_subnormal), 1e-3, 0.999, -0.999]
         vals = np.concatenate([np.array(edges, dtype), (rng.standard_normal(n) * 3).astype(dtype)])
     return rng.permutation(vals)[:n]
 
@@ -112,7 +119,7 @@ def sweep_graph(dtype: np.dtype, rng) -> Graph:
     # the reference computes integer Shrink in float64 and converts back: keep that exact
     exact = g.input("exact", rng.integers(-100 if dtype.kind == "i" else 0, 100, n).astype(dtype)) \
         if dtype.kind in "iu" else a
-    smooth = g.input("smooth", np.clip(edge_values(dtype, rng, n), -60, 60)) if dtype.kind == "f" else a
+    smooth = g.input("smooth", np.clip(edge_values(dtype, rng, n), -60, 60)) if kind(dtype) == "f" else a
     for op_type, attrs in [(o, {}) for o in UNARY + sorted(SMOOTH)] + ATTRS:
         if allowed(op_type, dtype):
             g.node(op_type, [smooth if op_type in SMOOTH else exact if op_type == "Shrink" else a], **attrs)
@@ -143,7 +150,7 @@ def sweep_graph(dtype: np.dtype, rng) -> Graph:
             g.node("BitShift", [a, shifts], direction=direction)
             g.node("BitShift", [b, g.const(f"k_{direction}", np.array(width - 1, dtype))], direction=direction)
     if allowed("Pow", dtype):
-        if dtype.kind == "f":
+        if kind(dtype) == "f":
             for exponent in dict.fromkeys(np.dtype(e) for e in (np.int64, np.int32, np.uint8, np.float64, np.float32, dtype)):
                 e = g.input(f"e_{np.dtype(exponent).name}", edge_values(np.dtype(exponent), rng, n)
                             if np.dtype(exponent).kind == "f" else rng.integers(0, 9, n).astype(exponent))
@@ -160,9 +167,9 @@ def sweep_graph(dtype: np.dtype, rng) -> Graph:
             for exponent in (np.float32, np.float64):
                 g.node("Pow", [base, g.input(f"e_{np.dtype(exponent).name}", rng.uniform(0, 4, n).astype(exponent))])
     # casts: to every type; float -> integer only inside every integer type's range (else see below)
-    in_range = g.input("in_range", rng.uniform(-0.99, 127, n).astype(dtype)) if dtype.kind == "f" else a
+    in_range = g.input("in_range", rng.uniform(-0.99, 127, n).astype(dtype)) if kind(dtype) == "f" else a
     for target in DTYPES:
-        source = in_range if dtype.kind == "f" and target.kind in "iu" else a
+        source = in_range if kind(dtype) == "f" and target.kind in "iu" else a
         g.node("Cast", [source], to=helper.np_dtype_to_tensor_dtype(target))
         g.node("CastLike", [source, g.const(f"like_{target.name}", np.zeros((2,), target))])
     return g
@@ -171,7 +178,7 @@ def sweep_graph(dtype: np.dtype, rng) -> Graph:
 def check(got, expected, name):
     expected = np.asarray(expected)
     assert got.dtype == expected.dtype, f"{name}: dtype {got.dtype} != {expected.dtype}"
-    if expected.dtype.kind == "f":
+    if expected.dtype.name in TOLERANCE:
         rtol, atol = TOLERANCE[expected.dtype.name]
         if name.split("_")[-1] in LOSSY:
             rtol, atol = max(rtol, 1e-6), max(atol, 1e-7)
@@ -269,7 +276,7 @@ def test_chain_code_types_each_temporary():
     assert result == "e2"
 
 
-@pytest.mark.parametrize("to", ["BFLOAT16", "FLOAT8E4M3FN", "STRING", "INT4"])
+@pytest.mark.parametrize("to", ["FLOAT8E5M2", "FLOAT8E4M3FN", "STRING", "INT4"])
 def test_cast_refuses_types_c_cannot_hold(to):
     x = np.zeros(SHAPE, np.float32)
     model = chain_model([("Cast", ["x"], dict(to=getattr(onnx.TensorProto, to)))], dict(x=x))
@@ -292,3 +299,49 @@ def test_cast_saturates(target):
     expected = np.where(x >= 2.0 ** (8 * target.itemsize - (target.kind == "i")), info.max,
                         np.where(x <= float(info.min), info.min, expected.astype(target)))
     np.testing.assert_array_equal(got, expected.astype(target))
+
+
+# ---- rounding to float16 and bfloat16: one rounding to nearest even, from float and from double ----
+
+def _bf16_bits(x: float) -> int:
+    """Round a double to bfloat16 bits, to nearest even, in exact arithmetic."""
+    import math
+    sign = 0x8000 if math.copysign(1.0, x) < 0 else 0
+    a = abs(x)
+    if math.isnan(x):
+        return sign | 0x7FC0
+    if a >= (2 - 2 ** -8) * 2.0 ** 127:
+        return sign | 0x7F80
+    if a < 2.0 ** -126:
+        return sign | round(a * 2.0 ** 133)
+    f, e = math.frexp(a)
+    return sign + ((e + 126) << 7) + round(f * 256) - 128
+
+
+def _rounding_cases(rng) -> np.ndarray:
+    f16 = np.arange(0, 0x7C01, dtype=np.uint16).view(np.float16).astype(np.float64)
+    bf16 = np.arange(0, 0x7F81, 97, dtype=np.uint32).astype(np.uint16).view(BF16).astype(np.float64)
+    halfway = np.concatenate([(f16[1:] + f16[:-1]) / 2, (bf16[1:] + bf16[:-1]) / 2])
+    near = np.concatenate([np.nextafter(halfway, np.inf), np.nextafter(halfway, -np.inf)])
+    wild = np.ldexp(rng.uniform(0.5, 1, 4000), rng.integers(-150, 130, 4000))
+    values = np.concatenate([f16, bf16, halfway, near, wild, [np.nan, np.inf, 65504, 65520, 65519.999]])
+    values = np.concatenate([values, -values])
+    return values[: values.size // 48 * 48].reshape(-1, 48)
+
+
+@pytest.mark.parametrize("source", [np.float32, np.float64])
+def test_rounding_to_16_bits(source):
+    x = _rounding_cases(np.random.default_rng(5)).astype(source)
+    to = dict(half=onnx.TensorProto.FLOAT16, brain=onnx.TensorProto.BFLOAT16)
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Cast", ["x"], [name], to=t) for name, t in to.items()], "rounding",
+        [helper.make_tensor_value_info("x", helper.np_dtype_to_tensor_dtype(x.dtype), x.shape)],
+        [helper.make_tensor_value_info(name, t, x.shape) for name, t in to.items()]),
+        opset_imports=[helper.make_opsetid("", 28)])
+    half, brain = codegen.compile(model, name="rounding").build(TEST_CFLAGS)(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected_half = x.astype(np.float16)          # numpy rounds float and double to half directly
+    np.testing.assert_array_equal(half.view(np.uint16), expected_half.view(np.uint16))
+    expected_brain = np.array([_bf16_bits(float(v)) for v in x.reshape(-1)], np.uint16).reshape(x.shape)
+    np.testing.assert_array_equal(brain.view(np.uint16), expected_brain)

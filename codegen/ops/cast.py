@@ -2,16 +2,16 @@
 
 float -> integer truncates toward zero and saturates out of range (NaN gives 0), where C leaves the
 conversion undefined; integer -> narrower integer wraps; anything -> bool is x != 0; to float16 is
-one rounding to nearest even (kiln_f2h takes a double). Strings, bfloat16, float8, 4-bit and 2-bit
-types are refused.
+one rounding to nearest even (kiln_f2h and kiln_f2bf take a double). Strings, float8, 4-bit and 2-bit
+types are refused. BitCast reinterprets the bytes: a view, no code.
 """
 from __future__ import annotations
 
 import numpy as np
 import onnx
 
-from . import Unsupported
-from .elementwise import DTYPES, Operand, expression, supported
+from . import Kernel, Unsupported, op
+from .elementwise import DTYPES, STORED, Operand, expression, supported
 
 
 def target(to: int) -> np.dtype:
@@ -29,7 +29,7 @@ def convert(X: Operand, dtype: np.dtype) -> str:
     kind, ctype = DTYPES[dtype.name]
     if kind == "b":
         return f"({X} != 0)"
-    if dtype.name == "float16":
+    if dtype.name in STORED:        # rounded once by the store, from the operand's own type
         return str(X)
     if kind == "f" or X.kind != "f":
         return f"({ctype}){X}"
@@ -44,3 +44,13 @@ def cast(input, *, to, saturate=1, round_mode="up"):
 @expression("CastLike", kinds="fiub", out=lambda operands, attrs: operands[1].dtype)
 def cast_like(input, target_type, *, saturate=1, round_mode="up"):
     return convert(input, target_type.dtype)
+
+
+@op("BitCast")
+def bit_cast(outs, input, *, to):
+    (Y,) = outs
+    dtype = target(to)
+    if not supported(input.dtype) or np.dtype(input.dtype).itemsize != dtype.itemsize:
+        raise Unsupported(f"BitCast from {input.dtype} to {dtype} is not supported")
+    return Kernel("copy", {"X": input}, {"Y": Y}, params=dict(nbytes=Y.nbytes), alias=True,
+                  math=f"Y = the bytes of X as {dtype}")

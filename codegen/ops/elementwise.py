@@ -9,8 +9,9 @@ through broadcast strides, with adjacent dims that every operand walks alike mer
 
 Dtypes. An expression receives `Operand`s: C expressions that know their ONNX dtype (`.kind` is
 f/i/u/b, `.T` the C storage type, `.C` the type the expression computes in, `.fn("exp")` the
-math function for that type, `.lit(x)` a literal). float16 is stored as its bits (uint16_t) and
-computed in float: operands read it through kiln_h2f(), temporaries store it through kiln_f2h().
+math function for that type, `.lit(x)` a literal). float16 and bfloat16 are stored as their bits
+(uint16_t) and computed in float: operands read them through kiln_h2f() / kiln_bf2f(), temporaries
+store them through kiln_f2h() / kiln_f2bf().
 Integer arithmetic wraps as numpy's does, through the unsigned type (signed overflow is undefined
 in C); integer division and remainder never divide by zero or overflow.
 """
@@ -28,12 +29,13 @@ from ..ir import Node, Value
 
 # numpy dtype -> (kind, the C type expressions compute in); storage types are emit.C_TYPES's
 DTYPES = {
-    "float16": ("f", "float"), "float32": ("f", "float"), "float64": ("f", "double"),
+    "float16": ("f", "float"), "bfloat16": ("f", "float"), "float32": ("f", "float"), "float64": ("f", "double"),
     "int8": ("i", "int8_t"), "int16": ("i", "int16_t"), "int32": ("i", "int32_t"), "int64": ("i", "int64_t"),
     "uint8": ("u", "uint8_t"), "uint16": ("u", "uint16_t"), "uint32": ("u", "uint32_t"),
     "uint64": ("u", "uint64_t"), "bool": ("b", "uint8_t"),
 }
 MATH_SUFFIX = {"float": "f", "double": ""}      # expf / exp: the one per-type table of math functions
+STORED = {"float16": ("kiln_h2f", "kiln_f2h"), "bfloat16": ("kiln_bf2f", "kiln_f2bf")}   # bits <-> float
 BOOL = np.dtype(bool)
 F32 = np.dtype(np.float32)
 
@@ -106,12 +108,14 @@ def literal(x, dtype) -> str:
 
 def load(text: str, dtype) -> Operand:
     """Read a stored value (an array element or a temporary) as an operand."""
-    return Operand(f"kiln_h2f({text})" if np.dtype(dtype).name == "float16" else text, dtype)
+    convert = STORED.get(np.dtype(dtype).name)
+    return Operand(f"{convert[0]}({text})" if convert else text, dtype)
 
 
 def store(expr: str, dtype) -> str:
     """An expression's value as stored in `dtype`."""
-    return f"kiln_f2h({expr})" if np.dtype(dtype).name == "float16" else expr
+    convert = STORED.get(np.dtype(dtype).name)
+    return f"{convert[1]}({expr})" if convert else expr
 
 
 def arith(op_: str, A: Operand, B: Operand) -> str:

@@ -55,10 +55,10 @@ def sign(X):
 
 @expression("Pow", kinds=("fi", "fiu"))
 def pow_(X, Y):
-    """Computed in numpy's promoted type (float ** int64 in double); integer ** integer exactly,
+    """Computed in numpy's promoted type (float ** int32 in double); integer ** integer exactly,
     wrapping as numpy; a negative integer exponent gives the truncated real result."""
     if X.kind == "f":
-        wide = np.result_type(X.dtype, Y.dtype) == np.float64
+        wide = "float64" in (X.dtype.name, Y.dtype.name) or (Y.kind in "iu" and Y.dtype.itemsize >= 4)
         return f"{'pow' if wide else X.fn('pow')}({X}, {Y})"
     if Y.kind == "f":
         return f"kiln_sat_{X.dtype.name}(pow((double){X}, (double){Y}))"
