@@ -16,7 +16,7 @@ static uint16_t kiln_f2h(double x)
 {
     const unsigned sign = signbit(x) ? 0x8000u : 0u;
     const double a = fabs(x);
-    int e;
+    int e = 0;
     if (isnan(x))
         return (uint16_t)(sign | 0x7e00u);
     if (a >= 65520.0)                       /* at least halfway past 65504: infinity */
@@ -43,7 +43,7 @@ static uint16_t kiln_f2bf(double x)
 {
     const unsigned sign = signbit(x) ? 0x8000u : 0u;
     const double a = fabs(x);
-    int e;
+    int e = 0;
     if (isnan(x))
         return (uint16_t)(sign | 0x7fc0u);
     if (a >= 0x1.ffp127)                    /* at least halfway past the largest finite: infinity */

@@ -19,8 +19,9 @@ from onnx.reference import ReferenceEvaluator
 import codegen
 from codegen import emit as emit_mod, frontend, ops, plan as plan_mod
 from codegen.compiler import CompiledModel
-from codegen.ir import Node
-from codegen.ops.elementwise import chain_code
+from codegen.ir import Node, Value
+from codegen.ops import Kernel, Unsupported
+from codegen.ops.elementwise import attach_epilogue, chain_code
 
 from .conftest import TEST_CFLAGS
 
@@ -274,6 +275,25 @@ def test_chain_code_types_each_temporary():
                      "const uint8_t e1 = (kiln_h2f(e0) > X0[i]);",
                      "const uint16_t e2 = kiln_f2h((e1 ? kiln_h2f(e0) : kiln_h2f(e0)));"]
     assert result == "e2"
+
+
+def test_epilogue_typed_operands_and_refusal():
+    f32 = np.dtype(np.float32)
+    shape = (1, 4, 2, 2)
+    values = {v.name: v for v in [
+        Value("y", shape, f32), Value("r", shape, f32), Value("t1", shape, f32), Value("t2", shape, f32),
+        Value("t3", shape, f32), Value("t4", shape, np.dtype(bool)),
+        Value("b", (1, 4, 1, 1), f32, np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1))]}
+    anchor = lambda: Kernel("conv", {"X": values["r"]}, {"Y": values["y"]}, epilogue_modes=("flat", "chan"))  # noqa: E731
+    steps = [Node("Add", "bias", ["y", "b"], ["t1"]), Node("Add", "residual", ["t1", "r"], ["t2"]),
+             Node("Relu", "relu", ["t2"], ["t3"])]
+    kernel = attach_epilogue(anchor(), values["y"], steps, values)
+    assert kernel.params["epilogue"].apply("acc", flat="f", chan="c") == (
+        "{ const float e0 = (acc + E0[c]); const float e1 = (e0 + E1[f]); "
+        "const float e2 = (e1 < 0.0f ? 0.0f : e1); acc = e2; }")
+    assert kernel.outputs["Y"] is values["t3"]
+    with pytest.raises(Unsupported, match="changes the dtype"):
+        attach_epilogue(anchor(), values["y"], [Node("Greater", "g", ["y", "r"], ["t4"])], values)
 
 
 @pytest.mark.parametrize("to", ["FLOAT8E5M2", "FLOAT8E4M3FN", "STRING", "INT4"])
