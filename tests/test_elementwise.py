@@ -200,6 +200,8 @@ def test_sweep(dtype):
     got = run(*[g.feeds[i.name] for i in model.graph.input])
     failures = []
     for out, x, e in zip(model.graph.output, got, expected):
+        if out.name.endswith("_Clip") and kind(dtype) == "f":     # an omitted bound is the type's limit
+            e = np.clip(e, ml_dtypes.finfo(dtype).min, ml_dtypes.finfo(dtype).max).astype(dtype)
         try:
             check(x, e, out.name)
         except AssertionError as err:

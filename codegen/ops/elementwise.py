@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import ml_dtypes
 import numpy as np
 
 from . import Kernel, Unsupported, broadcast_strides, c_float, is_splat, op
@@ -392,13 +393,16 @@ def hard_swish(X):
 
 @expression("Clip", kinds="fiu")
 def clip(X, min=None, max=None):
-    """NaN in X or in a bound gives NaN, as numpy's clip."""
-    nan = (lambda bound: f" || isnan({bound})") if X.kind == "f" else (lambda bound: "")
-    if min is not None:
-        X = f"({X} < {min}{nan(min)} ? {min} : {X})"
-    if max is not None:        # applied last, so that min > max gives max, as the spec says
-        X = f"({X} > {max}{nan(max)} ? {max} : {X})"
-    return X
+    """An omitted bound is the type's lowest / largest value, as the spec says (a float clips
+    infinities to the finite range, as onnxruntime does). NaN in X or in a bound gives NaN."""
+    if X.kind != "f":          # an omitted integer bound clips nothing
+        lo = f"({X} < {min} ? {min} : {X})" if min is not None else X
+        return f"({lo} > {max} ? {max} : {lo})" if max is not None else lo
+    info = ml_dtypes.finfo(X.dtype)
+    min = X.lit(info.min) if min is None else f"{min}"
+    max = X.lit(info.max) if max is None else f"{max}"
+    lo = f"({X} < {min} || isnan({min}) ? {min} : {X})"
+    return f"({lo} > {max} || isnan({max}) ? {max} : {lo})"     # last: min > max gives max, as the spec says
 
 
 @expression("Add", kinds="fiu")
