@@ -153,10 +153,9 @@ def gelu(X, *, approximate="none"):
 @expression("Shrink", kinds="fiu")
 def shrink(X, *, bias=0.0, lambd=0.5):
     """Integers compute in double and convert back (saturating), as numpy's reference does."""
-    if X.kind == "f":
-        return f"({X} < {X.attr(-lambd)} ? {X} + {X.attr(bias)} : {X} > {X.attr(lambd)} ? {X} - {X.attr(bias)} : {X.lit(0)})"
-    x, sat = Operand(f"(double){X}", np.float64), f"kiln_sat_{X.dtype.name}"
-    return f"({x} < {x.attr(-lambd)} ? {sat}({x} + {x.attr(bias)}) : {x} > {x.attr(lambd)} ? {sat}({x} - {x.attr(bias)}) : 0)"
+    x, back = (X, "") if X.kind == "f" else (Operand(f"(double){X}", np.float64), f"kiln_sat_{X.dtype.name}")
+    return (f"({x} < {x.attr(-lambd)} ? {back}({x} + {x.attr(bias)}) : "
+            f"{x} > {x.attr(lambd)} ? {back}({x} - {x.attr(bias)}) : {X.lit(0)})")
 
 
 @expression("IsNaN", out=BOOL)
