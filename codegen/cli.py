@@ -19,6 +19,23 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--target", default="c", help="c (default)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
+    common.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2),
+                        help="graph optimisation level (default 2: fold, clean up and fuse)")
+    common.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                        help="switch one pass off (cleanup, fold_weights, remove_zero_channels, fold, fuse)")
+    common.add_argument("--prune-threshold", type=float, metavar="T", help="zero weights with |w| <= T (lossy)")
+    common.add_argument("--prune-sparsity", type=float, metavar="S",
+                        help="zero the fraction S of smallest weights (lossy; see --prune-scope)")
+    common.add_argument("--prune-scope", choices=("global", "layer"), default="global",
+                        help="--prune-sparsity over all layers at once (default) or per layer")
+    common.add_argument("--prune-channels", type=float, metavar="S",
+                        help="remove the fraction S of output channels with the smallest L1 norm (lossy)")
+    common.add_argument("--calibration", metavar="FILE.npz",
+                        help="representative inputs (as --inputs); channel pruning uses their mean activations")
+    common.add_argument("--max-arena-bytes", type=int, default=1 << 30, metavar="N",
+                        help="refuse models whose arena exceeds N bytes (default 1 GiB)")
+    common.add_argument("--max-weight-bytes", type=int, default=1 << 31, metavar="N",
+                        help="refuse models whose weights exceed N bytes (default 2 GiB)")
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
@@ -36,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--inputs", help=".npz of inputs")
     b.add_argument("--runs", type=int, default=0, help="timed pairs of runs (default: fit ~4 s)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    pr = sub.add_parser("prune-report", parents=[common],
+                        help="sweep magnitude and channel pruning: size, MACs, error, accuracy")
+    pr.add_argument("--inputs", help=".npz of inputs ('y'/'labels' for accuracy)")
+    pr.add_argument("--json", action="store_true", help="print the rows as JSON")
     i = sub.add_parser("inspect", parents=[common], help="per-layer table: ops, shapes, MACs, params, arena")
     i.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
@@ -49,6 +70,11 @@ def _compile(args):
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
     compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
+                            opt_level=args.opt_level, disable_passes=args.disable_pass,
+                            prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
+                            prune_scope=args.prune_scope, prune_channels=args.prune_channels,
+                            calibration=args.calibration, max_arena_bytes=args.max_arena_bytes,
+                            max_weight_bytes=args.max_weight_bytes,
                             weights_encoding=args.weights_encoding)
     return compiled, proto, time.perf_counter() - t0
 
@@ -149,10 +175,44 @@ def cmd_inspect(args) -> int:
     console.print(table)
     console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
                   f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
+    for p in r["passes"]:
+        console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes, weights "
+                      f"{p['weight_bytes_before']:,} -> {p['weight_bytes_after']:,} bytes" +
+                      "".join(f"\n    {line}" for line in p["log"]))
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "bench": cmd_bench, "inspect": cmd_inspect}
+def cmd_prune_report(args) -> int:
+    from .prune_report import prune_report
+    from .verify import load_inputs
+    compiled, _, _ = _compile(args)
+    samples, labels = (None, None)
+    if args.inputs:
+        samples, labels = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)
+    rows = prune_report(args.model, samples, labels, args.calibration, _cflags(args),
+                        dict(input_shapes=args.input_shape, opt_level=args.opt_level))
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{compiled.name}: pruning sweep" + (" (mean replacement from --calibration)"
+                                                              if args.calibration else ""))
+    cols = ["method", "strength", "weight bytes", "non-zero weights", "MACs", "max error / scale"]
+    cols += ["accuracy"] if labels is not None else []
+    for col in cols:
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        cells = [r["method"], f"{r['strength']:.3g}", f"{r['weight_bytes']:,}", f"{r['nonzero_weights']:,}",
+                 f"{r['macs']:,}", f"{r['max_error']:.3g}"]
+        cells += [f"{100 * r['accuracy']:.2f}%"] if "accuracy" in r else []
+        table.add_row(*cells)
+    Console().print(table)
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "verify": cmd_verify, "bench": cmd_bench, "inspect": cmd_inspect,
+            "prune-report": cmd_prune_report}
 
 if __name__ == "__main__":
     sys.exit(main())

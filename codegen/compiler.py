@@ -11,8 +11,8 @@ import numpy as np
 
 from . import build as build_mod
 from . import emit as emit_mod
-from . import frontend, ops, plan as plan_mod
-from .errors import KilnError
+from . import frontend, ops, passes, plan as plan_mod
+from .errors import KilnError, LimitError
 from .ir import Graph
 from .names import c_identifier
 from .runtime import Runner
@@ -25,6 +25,7 @@ class CompiledModel:
     plan: plan_mod.Plan
     sources: emit_mod.Sources
     options: dict = field(default_factory=dict)
+    passes: list = field(default_factory=list)     # per pass: nodes before/after and what it did
 
     @property
     def name(self) -> str:
@@ -38,7 +39,8 @@ class CompiledModel:
             k = self.kernels[node.name]
             outs = list(k.outputs.values())
             layers.append(dict(
-                step=step, name=node.name, ops=[node.op], sources=node.sources,
+                step=step, name=node.name, ops=[op for op, _ in node.sources],
+                sources=[name for _, name in node.sources],
                 inputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
                         for v in k.inputs.values() if v is not None],
                 outputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)),
@@ -46,7 +48,8 @@ class CompiledModel:
                 macs=int(k.macs), params=int(sum(v.size for v in k.inputs.values() if v is not None and v.is_const)
                                              + sum(a.size for a in k.consts.values())),
                 code="view" if k.alias and node.name not in plan.copies else k.template))
-        return dict(name=self.name, opset=g.opset, layers=layers, arena_bytes=plan.arena_bytes,
+        return dict(name=self.name, opset=g.opset, options=self.options, passes=self.passes, layers=layers,
+                    arena_bytes=plan.arena_bytes,
                     arena_lower_bound=plan.lower_bound, weight_bytes=self.sources.weight_bytes,
                     macs=sum(layer["macs"] for layer in layers),
                     inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs])
@@ -100,21 +103,56 @@ def _io(g: Graph, name: str) -> dict:
     return dict(name=name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
 
 
-def compile(model, *, name: str | None = None, input_shapes=None, weights_encoding: str = "string") -> CompiledModel:
+def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
+            prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
+            prune_channels: float | None = None, calibration=None, weights_encoding: str = "string",
+            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31) -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
-    ["x=1x3x224x224"]; weights_encoding: "string" (one string literal) or "hex" (uint32 words)."""
+    ["x=1x3x224x224"]; opt_level 0, 1 or 2 and disable_passes: see codegen.passes; prune_*: lossy
+    pruning (magnitude by threshold or sparsity, "global" or per "layer"; a fraction of channels);
+    calibration: .npz path or list of input samples (channel pruning moves removed channels' mean
+    activation into the next layer's bias);
+    weights_encoding: "string" (one string literal) or "hex" (uint32 words); max_arena_bytes and
+    max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
-    options = dict(weights_encoding=weights_encoding)
+    for option, value in (("prune_sparsity", prune_sparsity), ("prune_channels", prune_channels)):
+        if value is not None and not 0 <= value < 1:
+            raise KilnError(f"{option} must be in [0, 1), not {value}.")
+    if prune_scope not in ("global", "layer"):
+        raise KilnError(f"prune_scope must be 'global' or 'layer', not {prune_scope!r}.")
+    options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
+    if disable_passes:
+        options["disable_passes"] = sorted(disable_passes)
+    prune = dict(prune_threshold=prune_threshold, prune_sparsity=prune_sparsity, prune_channels=prune_channels)
+    options.update({k: v for k, v in prune.items() if v is not None})
+    if prune_sparsity is not None:
+        options["prune_scope"] = prune_scope
     graph = frontend.load(model, input_shapes)
+    pass_options = dict(options)
+    if calibration is not None:
+        from .calibrate import activation_stats, load_samples
+        specs = [(n, tuple(graph.values[n].shape), np.dtype(graph.values[n].dtype)) for n in graph.inputs]
+        samples = load_samples(calibration, specs)
+        pass_options["activation_stats"] = activation_stats(frontend.load_proto(model)[0], samples, graph.inputs)
+        options["calibration_samples"] = len(samples)
+    graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:
         graph.name = c_identifier(name, "model")
     kernels = ops.lower(graph)
     plan = plan_mod.make_plan(graph, kernels)
+    if plan.arena_bytes > max_arena_bytes:
+        top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]
+        raise LimitError(f"the arena needs {plan.arena_bytes:,} bytes, over the limit of {max_arena_bytes:,} "
+                         f"(--max-arena-bytes); the largest tensors: " +
+                         ", ".join(f"{b.values[0]!r} ({b.size:,} bytes)" for b in top) + ".")
     shown = {k: v for k, v in options.items() if v is not None}
     if input_shapes:
         shown["input_shapes"] = frontend.parse_input_shapes(input_shapes)
     sources = emit_mod.emit(graph, kernels, plan, shown)
-    return CompiledModel(graph, kernels, plan, sources, shown)
+    if sources.weight_bytes > max_weight_bytes:
+        raise LimitError(f"the weights need {sources.weight_bytes:,} bytes, over the limit of {max_weight_bytes:,} "
+                         "(--max-weight-bytes).")
+    return CompiledModel(graph, kernels, plan, sources, shown, pass_report)

@@ -154,7 +154,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         outs = [a for a in args if a["is_out"]]
         layers.append(dict(
             step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}",
-            ops=" + ".join(f'{node.op} "{c_comment(s)}"' for s in node.sources), math=kernel.math,
+            ops=" + ".join(f'{op} "{c_comment(name)}"' for op, name in node.sources), math=kernel.math,
             args=args, body=body, alias_only=alias_only,
             io=[f'{c_comment(a["value"].name)} {c_type(a["value"].dtype)[0]}{list(a["value"].shape)} '
                 f'{_where(plan, a["value"].name)}' for a in args if a["value"] is not None],

@@ -13,11 +13,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference, version_converter
 
-from .errors import ModelError, ShapeError, UnsupportedError
+from .errors import LimitError, ModelError, ShapeError, UnsupportedError
 from .ir import Graph, Node, Value
 from .names import c_identifier
 
 TARGET_OPSET = 28          # every model is converted to this one opset before lowering
+MAX_TENSOR_BYTES = 1 << 31  # no single tensor of a model we compile may be larger (2 GiB)
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -90,6 +91,11 @@ def _check(proto: onnx.ModelProto) -> None:
         onnx.checker.check_model(proto)
     except Exception as err:
         raise ModelError(f"the model fails onnx.checker: {str(err).strip().splitlines()[0]}") from None
+    g = proto.graph
+    names = [g.name] + [x for n in g.node for x in (n.name, n.op_type, *n.input, *n.output)] + \
+        [v.name for v in list(g.input) + list(g.output) + list(g.initializer)]
+    if any(isinstance(x, bytes) for x in names):
+        raise ModelError("the model holds a name that is not valid UTF-8.")
 
 
 def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
@@ -97,10 +103,37 @@ def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
             for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS]
 
 
+def _lossy_resizes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """Upsample and opset-10 Resize map output to input coordinates asymmetrically (x / scale,
+    floored); onnx's version converter turns them into a Resize-11+ that uses the default
+    half_pixel coordinates instead. Both agree only for nearest mode with integer scales >= 1."""
+    consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    problems = []
+    for n in proto.graph.node:
+        if n.op_type not in ("Upsample", "Resize"):
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        scales = attrs.get("scales")
+        if scales is None and len(n.input) > 1:
+            scales = consts.get(n.input[1])
+        mode = attrs.get("mode", b"nearest")
+        ok = mode in (b"nearest", "nearest") and scales is not None and \
+            all(float(s) >= 1 and float(s).is_integer() for s in np.asarray(scales).reshape(-1))
+        if not ok:
+            problems.append((n.name, n.op_type, "before opset 11 it resizes with asymmetric coordinates, which the "
+                             "conversion to a newer opset keeps only for nearest mode with constant integer scales"))
+    return problems
+
+
 def _convert(proto: onnx.ModelProto) -> onnx.ModelProto:
     version = next((o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS), None)
     if version is None:
         raise ModelError("the model imports no default-domain opset.")
+    if version < 11 and _lossy_resizes(proto):
+        raise UnsupportedError(_lossy_resizes(proto))
     if version > TARGET_OPSET:
         raise ModelError(f"the model uses opset {version}, newer than the newest Kiln knows ({TARGET_OPSET}).")
     if version == TARGET_OPSET:
@@ -151,14 +184,21 @@ def to_ir(proto: onnx.ModelProto, name: str) -> Graph:
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         values.setdefault(vi.name, _value(vi))
     for t in g.initializer:       # initializers listed as inputs too (opset-9 style) are constants
-        arr = numpy_helper.to_array(t)
+        try:
+            arr = numpy_helper.to_array(t)
+        except Exception:
+            raise ModelError(f"initializer {t.name!r}: its data does not match its shape and type.") from None
         values[t.name] = Value(t.name, tuple(arr.shape), arr.dtype, arr)
-    nodes = []
+    nodes, taken = [], set()
     for i, n in enumerate(g.node):
         for out in n.output:
             if out and out not in values:
                 values[out] = Value(out, None, None)
-        nodes.append(Node(n.op_type, n.name or f"{n.op_type}_{i}", list(n.input), list(n.output),
+        node_name = n.name or f"{n.op_type}_{i}"
+        while node_name in taken:         # node names are keys from here on: make them unique
+            node_name = f"{node_name}_{i}"
+        taken.add(node_name)
+        nodes.append(Node(n.op_type, node_name, list(n.input), list(n.output),
                           {a.name: _attr(a) for a in n.attribute}))
     inputs = [i.name for i in g.input if not values[i.name].is_const]
     outputs = [o.name for o in g.output]
@@ -180,6 +220,19 @@ def _require_static(graph: Graph) -> None:
                              "folding (its shape depends on run-time data).")
 
 
+def _check_sizes(graph: Graph) -> None:
+    """Refuse tensors so large that no build could hold them (before anything allocates them)."""
+    for v in graph.values.values():
+        if v.shape is None or any(d is None for d in v.shape) or v.dtype is None:
+            continue
+        if any(d < 0 for d in v.shape):
+            raise ShapeError(f"tensor {v.name!r} has a negative dimension {v.shape}.")
+        nbytes = int(np.prod(v.shape, dtype=object)) * np.dtype(v.dtype).itemsize
+        if nbytes > MAX_TENSOR_BYTES:
+            raise LimitError(f"tensor {v.name!r} would take {nbytes:,} bytes, over the limit of "
+                             f"{MAX_TENSOR_BYTES:,} for one tensor.")
+
+
 def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
@@ -194,8 +247,11 @@ def load(model, input_shapes=None) -> Graph:
         raise UnsupportedError(foreign)
     _fix_input_shapes(proto, parse_input_shapes(input_shapes))
     proto = _infer(_convert(proto))
-    graph = fold_constants(to_ir(proto, name))
+    graph = to_ir(proto, name)
+    _check_sizes(graph)
+    graph = fold_constants(graph)
     _require_static(graph)
+    _check_sizes(graph)
     return _materialise_outputs(_drop_unused_outputs(graph))
 
 

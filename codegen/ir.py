@@ -32,6 +32,9 @@ class Value:
         return self.const is not None
 
 
+ACC = "@acc"   # how epilogue steps name the value their anchor computed
+
+
 @dataclass
 class Node:
     op: str
@@ -39,12 +42,12 @@ class Node:
     inputs: list[str]            # value names; "" marks an omitted optional input
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
-    sources: list[str] = field(default_factory=list)   # ONNX nodes this node stands for
+    sources: list[tuple[str, str]] = field(default_factory=list)   # (op, name) of the ONNX nodes it stands for
     epilogue: list["Node"] = field(default_factory=list)   # elementwise steps fused into the store
 
     def __post_init__(self):
         if not self.sources:
-            self.sources = [self.name]
+            self.sources = [(self.op, self.name)]
 
     def copy(self) -> "Node":
         return Node(self.op, self.name, list(self.inputs), list(self.outputs), dict(self.attrs),
@@ -82,7 +85,7 @@ class Graph:
 
 def reads(node: Node) -> list[str]:
     """Every value a node reads from outside itself: its inputs and its epilogue's operands."""
-    inside = set(node.outputs) | {s.outputs[0] for s in node.epilogue}
+    inside = set(node.outputs) | {s.outputs[0] for s in node.epilogue} | {ACC}
     names = [i for i in node.inputs if i]
     for step in node.epilogue:
         names += [i for i in step.inputs if i and i not in inside]

@@ -5,8 +5,9 @@ Algorithm (after TensorFlow Lite Micro's greedy planner):
    output of an elementwise op whose input dies there (in place). Graph inputs and outputs are the
    caller's buffers; a view that would join two caller buffers becomes a copy instead.
 2. Each remaining buffer is live from the step that writes it to the last step that reads it.
-3. Buffers are placed largest first, each at the lowest aligned offset that does not overlap a
-   placed buffer live at the same time.
+3. Buffers are placed one by one, each at the lowest aligned offset that does not overlap a placed
+   buffer live at the same time: largest first (TFLite Micro's order), and in three other orders
+   (size x lifetime, lifetime, first use), each first-fit and best-fit; the smallest arena wins.
 Limits: the order of execution is the graph's order (no reordering to lower the peak), and the
 greedy placement can exceed the lower bound (the largest sum of simultaneously live buffers).
 """
@@ -67,6 +68,32 @@ class _Groups:
 
     def union(self, a, b):
         self.parent[self.find(b)] = self.find(a)
+
+
+# Orders in which buffers are placed; the plan keeps whichever gives the smallest arena.
+PLACEMENT_ORDERS = {
+    "size": lambda b: (-b.size, b.first, b.values[0]),                         # TFLite Micro's
+    "size x lifetime": lambda b: (-b.size * (b.last - b.first + 1), b.first, b.values[0]),
+    "lifetime": lambda b: (-(b.last - b.first), -b.size, b.values[0]),
+    "first use": lambda b: (b.first, -b.size, b.values[0]),
+}
+
+
+def _place(arena: list[Buffer], order, best_fit: bool) -> dict[int, int]:
+    """Each buffer, in the given order, at the lowest offset free over its whole lifetime
+    (first fit), or in the smallest such gap (best fit)."""
+    placed, offsets = [], {}
+    for b in sorted(arena, key=order):
+        busy = sorted((offsets[id(p)], offsets[id(p)] + p.size) for p in placed if p.first <= b.last and b.first <= p.last)
+        gaps, offset = [], 0
+        for lo, hi in busy:
+            if lo - offset >= b.size:
+                gaps.append((lo - offset, offset))
+            offset = max(offset, hi)
+        gaps.append((float("inf"), offset))
+        offsets[id(b)] = min(gaps)[1] if best_fit else gaps[0][1]
+        placed.append(b)
+    return offsets
 
 
 def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
@@ -146,6 +173,8 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
     buffers, where = {}, {}
     for name in values:
         root = groups.find(name)
+        if root not in first and not values[name].is_const:
+            continue                      # no kernel reads or writes it (a value inside a fused layer)
         if root not in buffers:
             kind, index = binding.get(root, ("arena", 0))
             buffers[root] = Buffer(kind, index, size=align(nbytes[root]),
@@ -153,16 +182,10 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
         buffers[root].values.append(name)
         where[name] = buffers[root]
     arena = [b for b in buffers.values() if b.kind == "arena" and b.size]
-    placed = []
-    for b in sorted(arena, key=lambda b: (-b.size, b.first, b.values[0])):
-        busy = sorted((p.offset, p.offset + p.size) for p in placed if p.first <= b.last and b.first <= p.last)
-        offset = 0
-        for lo, hi in busy:
-            if offset + b.size <= lo:
-                break
-            offset = max(offset, hi)
-        b.offset = offset
-        placed.append(b)
+    offsets = min((_place(arena, key, fit) for key in PLACEMENT_ORDERS.values() for fit in (False, True)), key=lambda o: max(
+        (o[id(b)] + b.size for b in arena), default=0))
+    for b in arena:
+        b.offset = offsets[id(b)]
     arena_bytes = max((b.offset + b.size for b in arena), default=0)
     lower_bound = max((sum(b.size for b in arena if b.first <= t <= b.last) for t in range(end + 1)), default=0)
     return Plan(list(buffers.values()), where, copies, arena_bytes, lower_bound, end)

@@ -213,7 +213,7 @@ def layer_diff(compiled, proto, arrays, cflags=None) -> dict | None:
             continue
         r = ref[value.name]
         c = compare(value.name, got, r.reshape(got.shape) if r.size == got.size else r)
-        row = dict(layer=node.name, ops=node.sources, op=node.op, value=value.name, max_abs=c.max_abs,
+        row = dict(layer=node.name, ops=[f"{op} {name}" for op, name in node.sources], op=node.op, value=value.name, max_abs=c.max_abs,
                    max_rel=c.max_rel, ok=c.ok)
         table.append(row)
         if not c.ok and first is None:

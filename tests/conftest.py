@@ -12,7 +12,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 # Tests build with -O2 (not the user default -march=native) so results do not depend on the CPU
 # the suite runs on; every build still uses -std=c99 -Wall -Wextra -Wpedantic -Werror.
-TEST_CFLAGS = ["-O2"]
+# KILN_SANITIZE=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer instead, which needs the
+# ASan runtime preloaded into Python (see tests/test_sanitize.py for the command).
+SANITIZE_CFLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+TEST_CFLAGS = SANITIZE_CFLAGS if os.environ.get("KILN_SANITIZE") == "1" else ["-O2"]
 
 
 @pytest.fixture(scope="session", autouse=True)

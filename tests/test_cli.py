@@ -38,12 +38,12 @@ def test_verify_digits_with_inputs_and_labels(capsys):
 def test_verify_layers_compares_every_layer(capsys):
     assert main(["verify", str(FIXTURES / "resnet_mini.onnx"), "--layers", "--json", *CFLAGS]) == 0
     diff = json.loads(capsys.readouterr().out)["first_bad_layer"]
-    assert diff["first"] is None and diff["compared"] >= 20
+    assert diff["first"] is None and diff["compared"] >= 10
 
 
 def test_layer_diff_names_the_first_broken_layer():
     """Break one layer's maths on purpose: the diff must point at exactly that layer."""
-    compiled = codegen.compile(FIXTURES / "resnet_mini.onnx")
+    compiled = codegen.compile(FIXTURES / "resnet_mini.onnx", opt_level=0)
     victim = next(n for n in compiled.graph.nodes if n.op == "Relu" and n is not compiled.graph.nodes[1])
     params = compiled.kernels[victim.name].params
     params["result"] = f"(0.5f * {params['result']})"

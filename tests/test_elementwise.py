@@ -20,7 +20,7 @@ from onnx.reference import ReferenceEvaluator
 import codegen
 from codegen import emit as emit_mod, frontend, ops, plan as plan_mod
 from codegen.compiler import CompiledModel
-from codegen.ir import Node, Value
+from codegen.ir import ACC, Node, Value
 from codegen.ops import Kernel, Unsupported
 from codegen.ops.elementwise import attach_epilogue, chain_code
 
@@ -291,15 +291,15 @@ def test_epilogue_typed_operands_and_refusal():
     def anchor():
         return Kernel("conv", {"X": values["r"]}, {"Y": values["y"]}, epilogue_modes=("flat", "chan"))
 
-    steps = [Node("Add", "bias", ["y", "b"], ["t1"]), Node("Add", "residual", ["t1", "r"], ["t2"]),
+    steps = [Node("Add", "bias", [ACC, "b"], ["t1"]), Node("Add", "residual", ["t1", "r"], ["t2"]),
              Node("Relu", "relu", ["t2"], ["t3"])]
-    kernel = attach_epilogue(anchor(), values["y"], steps, values)
+    kernel = attach_epilogue(anchor(), steps, values)
     assert kernel.params["epilogue"].apply("acc", flat="f", chan="c") == (
         "{ const float e0 = (acc + E0[c]); const float e1 = (e0 + E1[f]); "
         "const float e2 = (e1 < 0.0f ? 0.0f : e1); acc = e2; }")
     assert kernel.outputs["Y"] is values["t3"]
     with pytest.raises(Unsupported, match="changes the dtype"):
-        attach_epilogue(anchor(), values["y"], [Node("Greater", "g", ["y", "r"], ["t4"])], values)
+        attach_epilogue(anchor(), [Node("Greater", "g", [ACC, "r"], ["t4"])], values)
 
 
 @pytest.mark.parametrize("to", ["FLOAT8E5M2", "FLOAT8E4M3FN", "STRING", "INT4"])

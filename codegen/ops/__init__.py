@@ -82,7 +82,7 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
     kernel = opdef.lower(outs, *ins, **node.attrs)
     if node.epilogue:
         from .elementwise import attach_epilogue
-        kernel = attach_epilogue(kernel, graph.values[node.outputs[0]], node.epilogue, graph.values)
+        kernel = attach_epilogue(kernel, node.epilogue, graph.values)
     return kernel
 
 
@@ -130,6 +130,26 @@ def require_const(v: Value | None, what: str) -> np.ndarray | None:
     if not v.is_const:
         raise Unsupported(f"{what} must be a compile-time constant")
     return v.const
+
+
+def c_type(v: Value, bits: bool = False) -> str:
+    """The C type of v's elements (what emit declares its pointers as); refuses dtypes C has none for.
+    float16 and bfloat16 are stored as uint16_t: only a kernel that just moves elements (`bits`) may
+    take them (elementwise.py computes with them through conversions)."""
+    from ..emit import C_TYPES
+    name = np.dtype(v.dtype).name if v.dtype is not None else None
+    if name not in C_TYPES or (name in ("float16", "bfloat16") and not bits):
+        raise Unsupported(f"dtype {v.dtype} of {v.name!r} not supported")
+    return C_TYPES[name][0]
+
+
+def wrapping_type(dtype) -> str | None:
+    """The unsigned C type in which integer + and * of `dtype` wrap around instead of overflowing
+    (signed overflow is undefined behaviour); None for floating-point dtypes."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iub":
+        return None
+    return "uint64_t" if dtype.itemsize == 8 else "uint32_t"
 
 
 def is_splat(v: Value | np.ndarray | None) -> bool:

@@ -49,5 +49,5 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
         params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
                     S=strides, D=dilations, P=begin, has_bias=B is not None),
-        splat_ok=("W", "B"), macs=macs,
+        splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
         math="Y[n][m][o] = B[m] + sum_{c,k} X[n][g*Cg+c][o*S + k*D - P] * W[m][c][k]")

@@ -26,7 +26,7 @@ import ml_dtypes
 import numpy as np
 
 from . import Kernel, Unsupported, broadcast_strides, c_float, is_splat, op
-from ..ir import Node, Value
+from ..ir import ACC, Node, Value
 
 # numpy dtype -> (kind, the C type expressions compute in); storage types are emit.C_TYPES's
 DTYPES = {
@@ -315,18 +315,20 @@ def operand_mode(v: Value, out_shape: tuple[int, ...], chan_ok: bool) -> str | N
     return None
 
 
-def attach_epilogue(kernel: Kernel, anchor_out: Value, steps: list[Node], values: dict[str, Value]) -> Kernel:
+def attach_epilogue(kernel: Kernel, steps: list[Node], values: dict[str, Value]) -> Kernel:
     """Give an anchor kernel an epilogue: extra operands as inputs, the chain's output as Y.
-    The chain may compute in other dtypes on the way, but must end in the anchor's dtype."""
+    The steps read the anchor's value as ACC; the chain may compute in other dtypes on the way,
+    but must end in the anchor's dtype."""
     if kernel.epilogue_modes is None:
         raise Unsupported(f"the {kernel.template} kernel takes no epilogue")
-    produced = {s.outputs[0] for s in steps} | {anchor_out.name}
+    (out_arg, anchor_out), = kernel.outputs.items()
+    produced = {s.outputs[0] for s in steps} | {ACC}
     final = values[steps[-1].outputs[0]]
     if np.dtype(final.dtype) != np.dtype(anchor_out.dtype):
         raise Unsupported(f"the epilogue changes the dtype from {anchor_out.dtype} to {final.dtype}")
     if tuple(final.shape) != tuple(anchor_out.shape):
         raise Unsupported("the epilogue changes the shape")
-    leaves, operands = {anchor_out.name: Operand("{acc}", anchor_out.dtype)}, {}
+    leaves, operands = {ACC: Operand("{acc}", anchor_out.dtype)}, {}
     for step in steps:
         for name in step.inputs:
             if not name or name in produced or name in leaves:
@@ -346,7 +348,6 @@ def attach_epilogue(kernel: Kernel, anchor_out: Value, steps: list[Node], values
     if dtype != np.dtype(final.dtype):
         raise Unsupported(f"the epilogue gives {dtype}, the graph says {np.dtype(final.dtype)}")
     kernel.inputs.update({arg: v for arg, v in operands.items() if _uses(lines, arg)})
-    (out_arg,) = kernel.outputs
     kernel.outputs[out_arg] = final
     kernel.params["epilogue"] = Epilogue(lines, result)
     kernel.inplace = ()
@@ -434,14 +435,6 @@ def div(A, B):
 def sum_(*data_0):
     A, B = data_0
     return f"({A} + {B})"
-
-
-@expression("Mean")
-def mean(*data_0):
-    total = data_0[0]
-    for x in data_0[1:]:
-        total = f"({total} + {x})"
-    return f"({total} / {data_0[0].lit(len(data_0))})"
 
 
 @expression("Max", kinds="fiu", fold=True)

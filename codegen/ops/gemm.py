@@ -27,7 +27,7 @@ def gemm(outs, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
                   params=dict(M=M, N=N, K=K, transA=transA, transB=transB, alpha=c_float(alpha),
                               beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0,
                               c_strides=c_strides, batch=[], a_batch=[], b_batch=[]),
-                  splat_ok=("B", "C"), macs=M * N * K,
+                  splat_ok=("B", "C"), macs=M * N * K, epilogue_modes=("flat", "chan"),
                   math="Y = alpha * op(A) @ op(B) + beta * C")
 
 
@@ -50,5 +50,6 @@ def matmul(outs, A, B):
                               one_beta=True, c_strides=None, batch=batch,
                               a_batch=batch_strides(a_shape, M * K), b_batch=batch_strides(b_shape, K * N)),
                   splat_ok=("B",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
+                  epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"),
                   math="Y[b] = A[b] @ B[b] (batched, broadcast)")
 

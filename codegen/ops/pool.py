@@ -11,10 +11,11 @@ from .conv import resolve_pads
 def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad):
     N, C, *in_sizes = X.shape
     return Kernel("pool", {"X": X}, {"Y": Y},
-                  params=dict(kind=kind, NC=N * C, I=in_sizes, O=list(Y.shape[2:]), K=list(kernel),
+                  params=dict(kind=kind, NC=N * C, C=C, osize=int(np.prod(Y.shape[2:])), I=in_sizes,
+                              O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
                               count_include_pad=bool(count_include_pad)),
-                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
+                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)), epilogue_modes=("flat", "chan"),
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
 
 

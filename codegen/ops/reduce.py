@@ -1,9 +1,13 @@
-"""Reductions over any set of axes (given as the axes input, opset 18+), keepdims or not."""
+"""Reductions over any set of axes (given as the axes input, opset 18+), keepdims or not; CumSum
+(a running sum along one axis); Mean (the elementwise mean of its inputs)."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op, require_const, require_dtype, shape_strides
+from . import (Kernel, Unsupported, c_float, c_type, op, require_const, require_dtype, shape_strides,
+               wrapping_type)
+from .elementwise import expression
+from .layout import nothing
 
 # name: (initial value, accumulate acc with v, finish acc over `count` elements)
 REDUCTIONS = {
@@ -47,3 +51,36 @@ def _reduction(name):
 
 for _name in REDUCTIONS:
     op(_name)(_reduction(_name))
+
+
+@op("CumSum")
+def cum_sum(outs, x, axis, *, exclusive=0, reverse=0):
+    (Y,) = outs
+    ctype = c_type(x)
+    if np.dtype(x.dtype) == np.bool_:
+        raise Unsupported("CumSum of bool")
+    axis = require_const(axis, "the axis input").reshape(-1)
+    rank = len(x.shape)
+    if axis.size != 1 or not -rank <= int(axis[0]) < rank:
+        raise Unsupported("axis must be one number within the rank")
+    a = int(axis[0]) % rank
+    if x.size == 0:
+        return nothing({"X": x}, {"Y": Y})
+    return Kernel("cumsum", {"X": x}, {"Y": Y},
+                  params=dict(outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
+                              inner=int(np.prod(x.shape[a + 1:], dtype=np.int64)), ctype=ctype,
+                              acc=wrapping_type(x.dtype) or ctype,
+                              exclusive=bool(exclusive), reverse=bool(reverse)),
+                  macs=x.size,
+                  math=f"Y[j] = sum of X[i] for i {'>' if reverse else '<'}{'' if exclusive else '='} j along axis {a}")
+
+
+@expression("Mean")
+def mean(*data_0):
+    """(X0 + X1 + ... + Xn-1) / n, summed in input order as the reference does."""
+    if not data_0:
+        raise Unsupported("no inputs")
+    total = data_0[0]
+    for x in data_0[1:]:
+        total = f"({total} + {x})"
+    return f"({total} / {c_float(len(data_0))})" if len(data_0) > 1 else total

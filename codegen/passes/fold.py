@@ -23,6 +23,12 @@ def _static(v: Value | None) -> bool:
     return v is not None and v.shape is not None and all(d is not None for d in v.shape)
 
 
+def _small(outs, limit=1 << 31) -> bool:
+    """Fold only what is known to fit: an output of unknown or enormous size is left to the checks."""
+    return all(_static(v) and v.dtype is not None and
+               int(np.prod(v.shape, dtype=object)) * np.dtype(v.dtype).itemsize <= limit for v in outs)
+
+
 def _shape_of(node, x: Value) -> np.ndarray:
     if node.op == "Size":
         return np.array(x.size, dtype=np.int64)
@@ -33,17 +39,21 @@ def _shape_of(node, x: Value) -> np.ndarray:
     return np.array(x.shape[start:end], dtype=np.int64)
 
 
-def fold_constants(graph: Graph) -> Graph:
+def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
+    """Fold every node whose inputs are constants (except, if asked, those writing graph outputs)."""
     g = graph.copy()
     kept = []
     for node in g.nodes:
+        if keep_output_writers and any(o in g.outputs for o in node.outputs):
+            kept.append(node)
+            continue
         ins = [g.value(i) for i in node.inputs]
         outs = [g.values[o] for o in node.outputs if o]
         results = None
         if node.op in ("Shape", "Size") and _static(ins[0]):
             results = [_shape_of(node, ins[0])]
         elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not any(
-                isinstance(a, onnx.GraphProto) for a in node.attrs.values()):
+                isinstance(a, onnx.GraphProto) for a in node.attrs.values()) and _small(outs):
             try:
                 results = onnx_bridge.evaluate(g, node)
             except Exception:

@@ -4,6 +4,7 @@
 Writes, next to this script:
   digits.onnx        input "image" (1,1,8,8) float32 in [0,1], output "logits" (1,10)
   digits_test.npz    x: held-out images float32 (N,1,8,8), y: int64 labels (N,)
+  digits_calibration.npz  x: 256 training images, for calibration (pruning, int8)
 
 Prints the held-out accuracy of the exported model, measured with onnxruntime
 (1 thread, batch-1 loop). Runs on CPU in well under a minute; no downloads.
@@ -22,6 +23,7 @@ SEED = 0
 HERE = os.path.dirname(os.path.abspath(__file__))
 ONNX_PATH = os.path.join(HERE, "digits.onnx")
 NPZ_PATH = os.path.join(HERE, "digits_test.npz")
+CALIB_PATH = os.path.join(HERE, "digits_calibration.npz")
 
 
 class DigitsCNN(nn.Module):
@@ -86,6 +88,7 @@ def main():
     m = onnx.load(ONNX_PATH)
     onnx.checker.check_model(m, full_check=True)
     np.savez(NPZ_PATH, x=x_te, y=y_te)
+    np.savez(CALIB_PATH, x=x_tr[:256])     # calibration data comes from the training split
 
     import onnxruntime as ort
     so = ort.SessionOptions()

@@ -1,0 +1,49 @@
+"""Activation statistics from calibration data: the reference runs the original model with every
+intermediate tensor exposed, and each float tensor gets its per-channel mean (axis 1), min and max.
+Used by channel pruning (mean replacement) and, later, by int8 calibration."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .errors import KilnError
+
+
+@dataclass
+class Stats:
+    mean: np.ndarray      # per channel (axis 1), or one value for tensors of rank < 2
+    min: float
+    max: float
+
+
+def load_samples(calibration, input_specs) -> list[list[np.ndarray]]:
+    """A path to .npz (see verify.load_inputs) or a list of samples (each a list of arrays)."""
+    if isinstance(calibration, (str, bytes)) or hasattr(calibration, "__fspath__"):
+        from .verify import load_inputs
+        return load_inputs(calibration, input_specs)[0]
+    samples = [list(s) if isinstance(s, (list, tuple)) else [s] for s in calibration]
+    if not samples:
+        raise KilnError("calibration data holds no samples.")
+    return samples
+
+
+def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, Stats]:
+    from .verify import Reference
+    names = [o for n in proto.graph.node for o in n.output if o]
+    reference = Reference(proto, names)
+    sums, counts, lows, highs = {}, {}, {}, {}
+    for sample in samples:
+        values = reference({n: a for n, a in zip(input_names, sample)})
+        for name, arr in values.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind != "f" or arr.size == 0:
+                continue
+            per = arr.astype(np.float64).swapaxes(0, 1).reshape(arr.shape[1], -1) if arr.ndim >= 2 \
+                else arr.astype(np.float64).reshape(1, -1)
+            sums[name] = sums.get(name, 0) + per.sum(axis=1)
+            counts[name] = counts.get(name, 0) + per.shape[1]
+            lows[name] = min(lows.get(name, np.inf), float(arr.min()))
+            highs[name] = max(highs.get(name, -np.inf), float(arr.max()))
+    return {n: Stats(sums[n] / counts[n], lows[n], highs[n]) for n in sums}

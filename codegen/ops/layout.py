@@ -1,0 +1,265 @@
+"""Data movement whose pattern is known at compile time: Slice, Split, Expand, Tile, DepthToSpace,
+SpaceToDepth (strided copies), Pad (per-axis index tables), Trilu (a mask), Range (folded).
+
+Every one of them moves elements without looking at them, so it works for any dtype: the
+template indexes typed pointers and never names the type. Inputs that define the output's shape
+(starts/ends, split, shape, repeats, pads) must be compile-time constants.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Kernel, Unsupported, c_type, op, require_const
+from .shape import view
+
+
+def contiguous_strides(shape) -> list[int]:
+    strides, step = [], 1
+    for dim in reversed(tuple(shape)):
+        strides.append(step)
+        step *= dim
+    return strides[::-1]
+
+
+def coalesce(dims, strides) -> tuple[list[int], list[int]]:
+    """Drop size-1 dims and merge dim d into d-1 where the source is contiguous across the pair."""
+    pairs = [(d, s) for d, s in zip(dims, strides) if d != 1]
+    out: list[list[int]] = []
+    for d, s in pairs:
+        if out and out[-1][1] == s * d:
+            out[-1] = [out[-1][0] * d, s]
+        else:
+            out.append([d, s])
+    return [d for d, _ in out], [s for _, s in out]
+
+
+def part(arg: str, dims, strides, base: int = 0) -> dict:
+    """One output of a strided copy: arg[o] = X[base + sum_d i_d * strides[d]], o row-major over dims."""
+    size = int(np.prod(dims, dtype=np.int64))
+    dims, strides = coalesce(list(dims), list(strides))
+    return dict(name=arg, dims=dims, strides=strides, base=int(base), empty=size == 0)
+
+
+def strided(X, outputs: dict, parts: list[dict], math: str) -> Kernel:
+    """Outputs that each read X at base + a linear function of their own index."""
+    for v in [X, *outputs.values()]:
+        c_type(v, bits=True)
+    if X.size == 0 and not all(p["empty"] for p in parts):
+        raise Unsupported("reads an empty tensor")
+    if len(parts) == 1 and not parts[0]["empty"] and parts[0]["base"] == 0 and \
+            parts[0]["dims"] in ([X.size], []) and parts[0]["strides"] in ([1], []):
+        return view([outputs[parts[0]["name"]]], X)     # the identity: a view, no code
+    return Kernel("strided", {"X": X}, outputs, params=dict(parts=parts), math=math)
+
+
+@op("Slice")
+def slice_(outs, data, starts, ends, axes=None, steps=None):
+    (Y,) = outs
+    starts = require_const(starts, "the starts input").reshape(-1)
+    ends = require_const(ends, "the ends input").reshape(-1)
+    rank = len(data.shape)
+    axes = list(range(len(starts))) if axes is None else \
+        [int(a) for a in require_const(axes, "the axes input").reshape(-1)]
+    steps = [1] * len(starts) if steps is None else \
+        [int(s) for s in require_const(steps, "the steps input").reshape(-1)]
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise Unsupported("starts, ends, axes and steps differ in length")
+    axes = [a + rank if a < 0 else a for a in axes]
+    if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+        raise Unsupported("axes out of range or repeated")
+    full = contiguous_strides(data.shape)
+    dims, strides, base = list(data.shape), list(full), 0
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        if st == 0:
+            raise Unsupported("a step of 0")
+        picked = range(*slice(int(s), int(e), st).indices(data.shape[a]))
+        dims[a], strides[a] = len(picked), full[a] * st
+        base += (picked.start if len(picked) else 0) * full[a]
+    if tuple(dims) != tuple(Y.shape):
+        raise Unsupported(f"output shape {Y.shape} differs from the computed {tuple(dims)}")
+    return strided(data, {"Y": Y}, [part("Y", dims, strides, base)],
+                   math=f"Y = X[start:end:step] along axes {axes}")
+
+
+@op("Split")
+def split(outs, input, split=None, *, axis=0, num_outputs=None):
+    rank = len(input.shape)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise Unsupported(f"axis {axis} out of range")
+    dim = input.shape[axis]
+    if split is not None:
+        sizes = [int(s) for s in require_const(split, "the split input").reshape(-1)]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    else:      # equal parts (the last one smaller when num_outputs does not divide the axis)
+        n = num_outputs or len(outs)
+        chunk = -(-dim // n)
+        offsets = [min(dim, i * chunk) for i in range(n + 1)]
+    if len(offsets) - 1 < len(outs) or offsets[-1] != dim and split is not None:
+        raise Unsupported("the split does not cover the axis")
+    strides = contiguous_strides(input.shape)
+    outputs, parts = {}, []
+    for i, Y in enumerate(outs):
+        if Y is None:
+            continue
+        dims = list(input.shape)
+        dims[axis] = offsets[i + 1] - offsets[i]
+        if tuple(dims) != tuple(Y.shape):
+            raise Unsupported(f"output {i} has shape {Y.shape}, not the computed {tuple(dims)}")
+        outputs[f"Y{i}"] = Y
+        parts.append(part(f"Y{i}", dims, strides, offsets[i] * strides[axis]))
+    return strided(input, outputs, parts, math=f"Y0, Y1, ... = consecutive parts of X along axis {axis}")
+
+
+@op("Expand")
+def expand(outs, input, shape):
+    (Y,) = outs
+    require_const(shape, "the shape input")
+    rank = len(Y.shape)
+    padded = (1,) * (rank - len(input.shape)) + tuple(input.shape)
+    strides = [0 if d == 1 else s for d, s in zip(padded, contiguous_strides(padded))]
+    return strided(input, {"Y": Y}, [part("Y", Y.shape, strides)], math="Y = X broadcast to Y's shape")
+
+
+@op("Tile")
+def tile(outs, input, repeats):
+    (Y,) = outs
+    repeats = [int(r) for r in require_const(repeats, "the repeats input").reshape(-1)]
+    if len(repeats) != len(input.shape) or any(r < 0 for r in repeats):
+        raise Unsupported("repeats must give one non-negative count per axis")
+    # Y, seen as [r0][d0][r1][d1]..., reads X[i0][i1]... whatever the repetition
+    dims, strides = [], []
+    for r, d, s in zip(repeats, input.shape, contiguous_strides(input.shape)):
+        dims += [r, d]
+        strides += [0, s]
+    return strided(input, {"Y": Y}, [part("Y", dims, strides)], math=f"Y = X repeated {repeats} times")
+
+
+def _regroup(X, Y, shape, perm, math):
+    """Y = reshape(transpose(reshape(X, shape), perm)): a strided copy."""
+    if int(np.prod(shape, dtype=np.int64)) != X.size or X.size != Y.size:
+        raise Unsupported("the blocksize does not divide the input's dimensions")
+    strides = contiguous_strides(shape)
+    return strided(X, {"Y": Y}, [part("Y", [shape[p] for p in perm], [strides[p] for p in perm])], math=math)
+
+
+@op("DepthToSpace")
+def depth_to_space(outs, input, *, blocksize, mode="DCR"):
+    (Y,) = outs
+    if len(input.shape) != 4:
+        raise Unsupported("DepthToSpace needs a 4-D input")
+    N, C, H, W = input.shape
+    b = blocksize
+    if b < 1 or C % (b * b):
+        raise Unsupported("the channels do not divide by blocksize^2")
+    if mode == "DCR":
+        return _regroup(input, Y, (N, b, b, C // (b * b), H, W), (0, 3, 4, 1, 5, 2),
+                        "Y[n][c][h*b+i][w*b+j] = X[n][(i*b+j)*C/b^2 + c][h][w]  (DCR)")
+    if mode == "CRD":
+        return _regroup(input, Y, (N, C // (b * b), b, b, H, W), (0, 1, 4, 2, 5, 3),
+                        "Y[n][c][h*b+i][w*b+j] = X[n][c*b^2 + i*b+j][h][w]  (CRD)")
+    raise Unsupported(f"mode {mode!r} not supported")
+
+
+@op("SpaceToDepth")
+def space_to_depth(outs, input, *, blocksize, mode="DCR"):
+    (Y,) = outs
+    if len(input.shape) != 4:
+        raise Unsupported("SpaceToDepth needs a 4-D input")
+    N, C, H, W = input.shape
+    b = blocksize
+    if b < 1 or H % b or W % b:
+        raise Unsupported("the height and width do not divide by blocksize")
+    shape = (N, C, H // b, b, W // b, b)
+    if mode == "DCR":
+        return _regroup(input, Y, shape, (0, 3, 5, 1, 2, 4), "Y[n][(i*b+j)*C + c][h][w] = X[n][c][h*b+i][w*b+j]")
+    if mode == "CRD":
+        return _regroup(input, Y, shape, (0, 1, 3, 5, 2, 4), "Y[n][c*b^2 + i*b+j][h][w] = X[n][c][h*b+i][w*b+j]")
+    raise Unsupported(f"mode {mode!r} not supported")
+
+
+PAD_MODES = ("constant", "reflect", "edge", "wrap")
+
+
+@op("Pad")
+def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
+    (Y,) = outs
+    ctype = c_type(data, bits=True)
+    if mode not in PAD_MODES:
+        raise Unsupported(f"mode {mode!r} not supported")
+    rank = len(data.shape)
+    pads = [int(p) for p in require_const(pads, "the pads input").reshape(-1)]
+    axes = list(range(rank)) if axes is None else \
+        [int(a) + rank if a < 0 else int(a) for a in require_const(axes, "the axes input").reshape(-1)]
+    if len(pads) != 2 * len(axes) or any(not 0 <= a < rank for a in axes):
+        raise Unsupported("pads must give a begin and an end per axis")
+    begin, end = [0] * rank, [0] * rank
+    for i, a in enumerate(axes):
+        begin[a], end[a] = pads[i], pads[len(axes) + i]
+    # per axis, the source index of each output index (-1: the constant)
+    tables = []
+    for n, b, e in zip(data.shape, begin, end):
+        if mode == "constant":
+            src = np.concatenate([np.full(max(b, 0), -1), np.arange(n), np.full(max(e, 0), -1)])
+        elif min(b, e) < 0:
+            raise Unsupported(f"negative pads in mode {mode!r}")
+        elif n == 0 and b + e:
+            raise Unsupported(f"mode {mode!r} pads an empty axis")
+        else:
+            src = np.pad(np.arange(n), (b, e), mode=mode)
+        src = src[max(-b, 0):len(src) - max(-e, 0)]
+        tables.append(src.astype(np.int64))
+    if tuple(len(t) for t in tables) != tuple(Y.shape):
+        raise Unsupported(f"output shape {Y.shape} differs from the padded shape")
+    if Y.size == 0:
+        return nothing({"X": data}, {"Y": Y})
+    strides = contiguous_strides(data.shape)
+    offsets = [np.where(t < 0, -1, t * s) for t, s in zip(tables, strides)]
+    inputs = {"X": data}
+    if constant_value is not None and mode == "constant":
+        if constant_value.dtype != data.dtype or constant_value.size != 1:
+            raise Unsupported("constant_value must be one element of the data's dtype")
+        inputs["V"] = constant_value      # read as V[0]: exact for every dtype
+    # axes whose table is the identity need no table: X's offset follows the loop index
+    dims, rows, blob = [], [], []
+    for d, (t, s) in enumerate(zip(offsets, strides)):
+        ident = len(t) == data.shape[d] and np.array_equal(t, np.arange(len(t)) * s)
+        dims.append(len(t))
+        rows.append(dict(at=sum(len(b) for b in blob), stride=s, ident=ident))
+        if not ident:
+            blob.append(t)
+    consts = {}
+    if blob:
+        table = np.concatenate(blob)
+        consts["T"] = table.astype(np.int32 if data.size < 2**31 else np.int64)
+    return Kernel("pad", inputs, {"Y": Y}, consts=consts,
+                  params=dict(dims=dims, rows=rows, value="V[0]" if "V" in inputs else "0", ctype=ctype,
+                              constant=mode == "constant"),
+                  math=f"Y = pad(X, begin {begin}, end {end}, mode {mode})")
+
+
+@op("Trilu")
+def trilu(outs, input, k=None, *, upper=1):
+    (Y,) = outs
+    c_type(input, bits=True)
+    if len(input.shape) < 2:
+        raise Unsupported("Trilu needs at least 2 dimensions")
+    k = 0 if k is None else int(require_const(k, "the k input").reshape(-1)[0])
+    if Y.size == 0:
+        return nothing({"X": input}, {"Y": Y})
+    *batch, R, C = input.shape
+    keep = "j - i >= k" if upper else "j - i <= k"
+    return Kernel("trilu", {"X": input}, {"Y": Y},
+                  params=dict(B=int(np.prod(batch, dtype=np.int64)), R=R, C=C, k=max(-R - 1, min(C + 1, k)),
+                              upper=bool(upper)),
+                  math=f"Y[..][i][j] = X[..][i][j] where {keep}, else 0")
+
+
+@op("Range")
+def range_(outs, start, limit, delta):
+    raise Unsupported("start, limit and delta must be compile-time constants (the output's length depends on them)")
+
+
+def nothing(inputs: dict, outputs: dict) -> Kernel:
+    """A kernel for an empty output: no code, every parameter marked used."""
+    return Kernel("nothing", inputs, outputs, params=dict(names=[*inputs, *outputs]), math="(empty: nothing to do)")

@@ -1,0 +1,159 @@
+"""One-node graphs against onnxruntime, for what the conformance cases leave out: other dtypes,
+out-of-range indices, run-time sequence_lens, more Einsum equations, Resize as PyTorch exports it."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import codegen
+from codegen.verify import Reference, compare
+
+from .conftest import TEST_CFLAGS
+
+RNG = np.random.default_rng(0)
+
+
+def one_node(op, runtime: dict, consts: dict | None = None, n_out=1, opset=21, **attrs):
+    """Build op(inputs...) with `runtime` inputs fed at run time and `consts` as initializers (in the
+    order runtime then consts unless `order` is given as an attribute list), run Kiln and onnxruntime."""
+    order = attrs.pop("order", None) or [*runtime, *(consts or {})]
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+              for n, a in runtime.items()]
+    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (consts or {}).items()]
+    outs = [f"y{i}" for i in range(n_out)]
+    node = helper.make_node(op, order, outs, **attrs)
+    graph = helper.make_graph([node], "g", inputs, [helper.make_empty_tensor_value_info(o) for o in outs],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model = onnx.shape_inference.infer_shapes(model)
+    got = codegen.compile(model, name="t").build(TEST_CFLAGS)(*runtime.values())
+    ref = list(Reference(model)(dict(runtime)).values())
+    for g, r in zip(got, ref):
+        assert g.dtype == r.dtype and g.shape == r.shape
+        result = compare("y", g, r)
+        assert result.ok, result
+    return got
+
+
+def test_gather_clamps_out_of_range_indices():
+    data = RNG.standard_normal((5, 3)).astype(np.float32)
+    idx = np.array([0, 4, -5, 7, -9], dtype=np.int64)
+    (got,) = codegen.compile(_gather_model(data.shape), name="t").build(TEST_CFLAGS)(data, idx)
+    assert np.array_equal(got, data[[0, 4, 0, 4, 0]])
+
+
+def _gather_model(shape):
+    g = helper.make_graph([helper.make_node("Gather", ["x", "i"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape),
+                           helper.make_tensor_value_info("i", onnx.TensorProto.INT64, [5])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [5, shape[1]])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float16])
+def test_data_movement_dtypes(dtype):
+    x = (RNG.standard_normal((2, 3, 4)) * 10).astype(dtype)
+    one_node("Gather", {"x": x, "i": np.array([[2, 0], [1, -1]], dtype=np.int32)}, axis=1)
+    one_node("Slice", {"x": x}, {"s": np.array([3, 1]), "e": np.array([-5, 3]), "a": np.array([2, 0]),
+                                 "st": np.array([-2, 1])})
+    one_node("Transpose", {"x": x}, perm=[2, 0, 1])
+    one_node("Tile", {"x": x}, {"r": np.array([2, 1, 3])})
+    one_node("Pad", {"x": x}, {"p": np.array([1, 0, 2, 0, 2, 1])}, mode="reflect")
+    one_node("Expand", {"x": x[:, :1]}, {"s": np.array([2, 2, 5, 4])})
+
+
+def test_pad_constant_value_and_negative_pads():
+    x = RNG.standard_normal((3, 5)).astype(np.float32)
+    one_node("Pad", {"x": x}, {"p": np.array([-1, 2, 1, -2]), "v": np.array(1.5, dtype=np.float32)})
+
+
+def test_split_num_outputs_uneven():
+    x = RNG.standard_normal((7, 2)).astype(np.float32)
+    one_node("Split", {"x": x}, n_out=3, num_outputs=3, axis=0, opset=18)
+
+
+@pytest.mark.parametrize("equation, shapes", [
+    ("ij,jk->ik", [(3, 4), (4, 5)]), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("ij->ji", [(3, 4)]),
+    ("ij->", [(3, 4)]), ("ii->i", [(4, 4)]), ("ii", [(4, 4)]), ("i,j->ij", [(3,), (4,)]),
+    ("...ij,...jk", [(2, 1, 3, 4), (1, 3, 4, 5)]), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
+    ("ij,ij,ij->i", [(2, 3), (2, 3), (2, 3)]),
+])
+def test_einsum(equation, shapes):
+    arrays = {f"x{k}": RNG.standard_normal(s).astype(np.float32) for k, s in enumerate(shapes)}
+    one_node("Einsum", arrays, equation=equation, opset=12)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("layout", [0, 1])
+def test_recurrent_sequence_lens(kind, direction, layout):
+    S, Bt, I, H = 5, 3, 4, 6
+    G = {"RNN": 1, "GRU": 3, "LSTM": 4}[kind]
+    dirs = 2 if direction == "bidirectional" else 1
+    x = RNG.standard_normal((Bt, S, I) if layout else (S, Bt, I)).astype(np.float32)
+    state = (Bt, dirs, H) if layout else (dirs, Bt, H)
+    consts = {"W": RNG.standard_normal((dirs, G * H, I)).astype(np.float32) * 0.5,
+              "R": RNG.standard_normal((dirs, G * H, H)).astype(np.float32) * 0.5,
+              "B": RNG.standard_normal((dirs, 2 * G * H)).astype(np.float32) * 0.5}
+    # onnxruntime has no layout 1 and the onnx reference ignores sequence_lens: full lengths there
+    lens = [5, 5, 5] if layout else [5, 2, 4]
+    runtime = {"x": x, "L": np.array(lens, dtype=np.int32), "h0": RNG.standard_normal(state).astype(np.float32)}
+    order = ["x", "W", "R", "B", "L", "h0"]
+    attrs = {}
+    if kind == "LSTM":
+        runtime["c0"] = RNG.standard_normal(state).astype(np.float32)
+        consts["P"] = RNG.standard_normal((dirs, 3 * H)).astype(np.float32)
+        order += ["c0", "P"]
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1
+    one_node(kind, runtime, consts, n_out=3 if kind == "LSTM" else 2, order=order, hidden_size=H,
+             direction=direction, layout=layout, **attrs)
+
+
+@pytest.mark.parametrize("mode, ctm, nearest", [
+    ("nearest", "asymmetric", "floor"), ("linear", "pytorch_half_pixel", "round_prefer_floor"),
+    ("linear", "align_corners", "round_prefer_floor"), ("cubic", "half_pixel", "round_prefer_floor"),
+    ("nearest", "half_pixel", "round_prefer_ceil")])
+def test_resize_like_pytorch(mode, ctm, nearest):
+    x = RNG.standard_normal((1, 2, 5, 7)).astype(np.float32)
+    one_node("Resize", {"x": x}, {"roi": np.array([], dtype=np.float32), "s": np.array([1, 1, 1.6, 2.0], dtype=np.float32)},
+             mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest)
+
+
+def test_topk_ties_and_smallest():
+    x = np.array([[3, 1, 3, 2, 1, 3], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    one_node("TopK", {"x": x}, {"k": np.array([4])}, n_out=2, largest=0)
+    one_node("TopK", {"x": x}, {"k": np.array([3])}, n_out=2, largest=1)
+
+
+def test_cumsum_int32_and_argmax_int():
+    x = RNG.integers(-100, 100, (3, 4)).astype(np.int32)
+    one_node("CumSum", {"x": x}, {"a": np.array(1)}, exclusive=1, reverse=1)
+    one_node("ArgMax", {"x": x}, axis=0, keepdims=0, select_last_index=1)
+
+
+def test_conv_transpose_like_pytorch():
+    x = RNG.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(6).astype(np.float32)
+    one_node("ConvTranspose", {"x": x}, {"w": w, "b": b}, group=2,
+             strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1], dilations=[1, 2])
+
+
+def test_old_upsample_with_fractional_scales_is_refused():
+    """onnx's converter would give Upsample-9 half_pixel coordinates: refused, not miscompiled."""
+    def upsample(scales):
+        node = helper.make_node("Upsample", ["x", "s"], ["y"], mode="nearest")
+        out = [1, 1] + [int(4 * s) for s in scales[2:]]
+        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, out)],
+                              initializer=[numpy_helper.from_array(np.array(scales, dtype=np.float32), "s")])
+        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    with pytest.raises(codegen.UnsupportedError, match="asymmetric"):
+        codegen.compile(upsample([1, 1, 1.75, 1.75]))
+    x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    model = upsample([1, 1, 2, 3])
+    (got,) = codegen.compile(model, name="t").build(TEST_CFLAGS)(x)
+    assert np.array_equal(got, np.repeat(np.repeat(x, 2, axis=2), 3, axis=3))
