@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ RUNTIME_C = Path(__file__).resolve().parent.parent / "runtime_c"
 # numpy dtype -> (C type, union member name); every buffer is one of these
 C_TYPES = {
     "float32": ("float", "f32"), "float64": ("double", "f64"), "float16": ("uint16_t", "u16"),
+    "bfloat16": ("uint16_t", "u16"),
     "int8": ("int8_t", "i8"), "uint8": ("uint8_t", "u8"), "int16": ("int16_t", "i16"),
     "uint16": ("uint16_t", "u16"), "int32": ("int32_t", "i32"), "uint32": ("uint32_t", "u32"),
     "int64": ("int64_t", "i64"), "uint64": ("uint64_t", "u64"), "bool": ("uint8_t", "u8"),
@@ -30,6 +32,24 @@ MEMBERS = [("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("u16", "uint16_t", 2), ("
 
 def c_type(dtype) -> tuple[str, str]:
     return C_TYPES[np.dtype(dtype).name]
+
+
+def _helpers() -> dict[str, str]:
+    """runtime_c/kiln_helpers.c as {function name: its text, with the comment above it}."""
+    text = (RUNTIME_C / "kiln_helpers.c").read_text()
+    found = re.finditer(r"^((?:/\*(?:[^*]|\*(?!/))*\*/\n)?static [^(\n]*\b(kiln_\w+)\(.*?^\}\n)", text, re.M | re.S)
+    return {m.group(2): m.group(1) for m in found}
+
+
+def used_helpers(code: str) -> str:
+    """The helper functions `code` calls (and those they call), in the file's order."""
+    helpers = _helpers()
+    used, todo = set(), [code]
+    while todo:
+        calls = set(re.findall(r"\b(kiln_\w+)\(", todo.pop())) & helpers.keys()
+        todo += [helpers[name] for name in calls - used]
+        used |= calls
+    return "".join("\n" + text for name, text in helpers.items() if name in used)
 
 
 @dataclass
@@ -146,7 +166,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
         probes=probes,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
-        runtime=(RUNTIME_C / "kiln_runtime.h").read_text(),
+        runtime=(RUNTIME_C / "kiln_runtime.h").read_text() + used_helpers("".join(la["body"] for la in layers)),
     )
     if weights.size:
         first, ctx["weights_init"] = weights.initializer(options.get("weights_encoding", "string"))

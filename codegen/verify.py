@@ -11,7 +11,9 @@ from .errors import KilnError
 
 # One table of tolerances. float32: |c - ref| <= atol * scale + rtol * |ref|, where scale is
 # max(1, max |ref|) of that output, so deep nets with large activations are judged on their scale.
-TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-9, atol=1e-12)}
+# float16 and bfloat16: about two units in the last place (Kiln computes them in float, rounding once).
+TOLERANCES = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-9, atol=1e-12),
+              "float16": dict(rtol=2e-3, atol=1e-3), "bfloat16": dict(rtol=1.6e-2, atol=8e-3)}
 EXACT = dict(rtol=0.0, atol=0.0)
 
 
@@ -34,7 +36,7 @@ def compare(name: str, got: np.ndarray, ref: np.ndarray, tol: dict | None = None
         return Comparison(name, float("inf"), float("inf"), False)
     if ref.size == 0:
         return Comparison(name, 0.0, 0.0, True)
-    if not np.issubdtype(ref.dtype, np.floating):
+    if np.dtype(ref.dtype).name not in TOLERANCES:            # integers and bool: exact
         diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
         return Comparison(name, float(diff.max()), float(diff.max()), bool(np.all(got == ref)))
     g, r = got.astype(np.float64), ref.astype(np.float64)

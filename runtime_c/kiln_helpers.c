@@ -1,0 +1,108 @@
+/* kiln helpers: each function below is copied into a generated file only when its code calls it.
+ * Every function starts at a line "static <type> kiln_<name>(" after its comment and ends at "}". */
+
+/* IEEE binary16 (its bits) -> float, exactly. */
+static float kiln_h2f(uint16_t h)
+{
+    const unsigned e = (h >> 10) & 31u, m = h & 1023u;
+    const float v = e == 0 ? ldexpf((float)m, -24)
+                  : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024u), (int)e - 25);
+    return (h & 0x8000u) ? -v : v;
+}
+
+/* double -> IEEE binary16 bits, rounded to nearest even. A float converts to double exactly, so
+ * this is the one correct rounding for either (going through float would round twice). */
+static uint16_t kiln_f2h(double x)
+{
+    const unsigned sign = signbit(x) ? 0x8000u : 0u;
+    const double a = fabs(x);
+    int e = 0;
+    if (isnan(x))
+        return (uint16_t)(sign | 0x7e00u);
+    if (a >= 65520.0)                       /* at least halfway past 65504: infinity */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 6.103515625e-05)                /* subnormal, in units of 2^-24 (1024 is the first normal) */
+        return (uint16_t)(sign | (unsigned)nearbyint(a * 16777216.0));
+    /* a = f * 2^e, f in [0.5, 1): exponent field e + 14, 10 mantissa bits; a carry out of the
+     * mantissa (f rounds up to 2048) moves into the exponent, which is the correct result */
+    const double f = frexp(a, &e);
+    return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)nearbyint(f * 2048.0) - 1024u);
+}
+
+/* bfloat16 (its bits) -> float, exactly: they are the high half of the float's bits. */
+static float kiln_bf2f(uint16_t b)
+{
+    const uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* double -> bfloat16 bits, rounded to nearest even in one step (as kiln_f2h). */
+static uint16_t kiln_f2bf(double x)
+{
+    const unsigned sign = signbit(x) ? 0x8000u : 0u;
+    const double a = fabs(x);
+    int e = 0;
+    if (isnan(x))
+        return (uint16_t)(sign | 0x7fc0u);
+    if (a >= 0x1.ffp127)                    /* at least halfway past the largest finite: infinity */
+        return (uint16_t)(sign | 0x7f80u);
+    if (a < 0x1p-126)                       /* subnormal, in units of 2^-133 */
+        return (uint16_t)(sign | (unsigned)nearbyint(ldexp(a, 133)));
+    const double f = frexp(a, &e);          /* exponent field e + 126, 7 mantissa bits */
+    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)nearbyint(f * 256.0) - 128u);
+}
+
+/* base^exponent modulo 2^64, exponent >= 0 (numpy's integer power wraps the same way). */
+static uint64_t kiln_ipow(uint64_t base, uint64_t exponent)
+{
+    uint64_t result = 1;
+    for (; exponent; exponent >>= 1, base *= base)
+        if (exponent & 1u)
+            result *= base;
+    return result;
+}
+
+/* float -> integer, truncating toward zero; out of range saturates, NaN gives 0 (in C the
+ * conversion itself is undefined there). */
+static int8_t kiln_sat_int8(double v)
+{
+    return isnan(v) ? 0 : v <= -128.0 ? INT8_MIN : v >= 128.0 ? INT8_MAX : (int8_t)v;
+}
+
+static int16_t kiln_sat_int16(double v)
+{
+    return isnan(v) ? 0 : v <= -32768.0 ? INT16_MIN : v >= 32768.0 ? INT16_MAX : (int16_t)v;
+}
+
+static int32_t kiln_sat_int32(double v)
+{
+    return isnan(v) ? 0 : v <= -2147483648.0 ? INT32_MIN : v >= 2147483648.0 ? INT32_MAX : (int32_t)v;
+}
+
+static int64_t kiln_sat_int64(double v)
+{
+    return isnan(v) ? 0 : v <= -9223372036854775808.0 ? INT64_MIN
+         : v >= 9223372036854775808.0 ? INT64_MAX : (int64_t)v;
+}
+
+static uint8_t kiln_sat_uint8(double v)
+{
+    return isnan(v) || v <= -1.0 ? 0 : v >= 256.0 ? UINT8_MAX : (uint8_t)v;
+}
+
+static uint16_t kiln_sat_uint16(double v)
+{
+    return isnan(v) || v <= -1.0 ? 0 : v >= 65536.0 ? UINT16_MAX : (uint16_t)v;
+}
+
+static uint32_t kiln_sat_uint32(double v)
+{
+    return isnan(v) || v <= -1.0 ? 0 : v >= 4294967296.0 ? UINT32_MAX : (uint32_t)v;
+}
+
+static uint64_t kiln_sat_uint64(double v)
+{
+    return isnan(v) || v <= -1.0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v;
+}
