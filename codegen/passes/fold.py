@@ -23,10 +23,20 @@ def _static(v: Value | None) -> bool:
     return v is not None and v.shape is not None and all(d is not None for d in v.shape)
 
 
-def _small(outs, limit=1 << 31) -> bool:
-    """Fold only what is known to fit: an output of unknown or enormous size is left to the checks."""
-    return all(_static(v) and v.dtype is not None and
-               int(np.prod(v.shape, dtype=object)) * np.dtype(v.dtype).itemsize <= limit for v in outs)
+GENERATORS = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot"}
+
+
+def _small(node, ins, outs, limit=1 << 31) -> bool:
+    """Fold only what is known to fit. Where inference did not give an output's shape, only ops
+    that cannot make a tensor much larger than their inputs are folded (and ConstantOfShape, whose
+    size its input tells)."""
+    def nbytes(v):
+        return int(np.prod(v.shape, dtype=object)) * np.dtype(v.dtype).itemsize
+    if all(_static(v) and v.dtype is not None for v in outs):
+        return all(nbytes(v) <= limit for v in outs)
+    if node.op == "ConstantOfShape" and ins and ins[0] is not None:
+        return int(np.prod(ins[0].const, dtype=object)) * 8 <= limit
+    return node.op not in GENERATORS and sum(v.nbytes for v in ins if v is not None) <= limit
 
 
 def _shape_of(node, x: Value) -> np.ndarray:
@@ -53,7 +63,7 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
         if node.op in ("Shape", "Size") and _static(ins[0]):
             results = [_shape_of(node, ins[0])]
         elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not any(
-                isinstance(a, onnx.GraphProto) for a in node.attrs.values()) and _small(outs):
+                isinstance(a, onnx.GraphProto) for a in node.attrs.values()) and _small(node, ins, outs):
             try:
                 results = onnx_bridge.evaluate(g, node)
             except Exception:
