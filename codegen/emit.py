@@ -117,7 +117,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
     for step, node in enumerate(graph.nodes):
         kernel = kernels[node.name]
         alias_only = kernel.alias and node.name not in plan.copies
-        args, splat = [], set()
+        args, splat, const_args = [], set(), {}
         buffers_used = {}
         entries = [(n, v, False) for n, v in kernel.inputs.items() if v is not None] + \
                   [(n, v, True) for n, v in kernel.outputs.items()]
@@ -129,13 +129,18 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         for arg, v, is_out in entries:
             arr = v if isinstance(v, np.ndarray) else v.const
             ctype, member = c_type(arr.dtype if arr is not None else v.dtype)
-            if arr is not None:
+            if arr is not None and arr.size == 0:
+                expr, shared = f"(const {ctype} *)0", False          # nothing to read
+            elif arr is not None:
                 is_s = arg in kernel.splat_ok and is_splat(arr)
                 if is_s:
                     splat.add(arg)
                 off = weights.add(arr, is_s)
                 expr = f"kiln_weights.{member} + {off // np.dtype(arr.dtype).itemsize}"
+                const_args.setdefault(off, []).append(arg)
                 shared = False
+            elif v.size == 0:
+                expr, shared = f"({'' if is_out else 'const '}{ctype} *)0", False    # no element to touch
             else:
                 buf = plan.where[v.name]
                 shared = len(buffers_used[id(buf)]) > 1
@@ -149,6 +154,11 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
             restrict = "" if shared else "restrict "
             args.append(dict(name=arg, decl=f"{qual}{ctype} *{restrict}{arg}", expr=expr,
                              value=None if isinstance(v, np.ndarray) else v, is_out=is_out))
+        for same in const_args.values():      # deduplicated weights: one pointer, so no restrict
+            if len(same) > 1:
+                for a in args:
+                    if a["name"] in same:
+                        a["decl"] = a["decl"].replace("*restrict ", "*")
         idx = (lambda a, e, s=frozenset(splat): "0" if a in s else e)
         body = "" if alias_only else env.get_template(f"{kernel.template}.c.j2").render(**kernel.params, idx=idx)
         outs = [a for a in args if a["is_out"]]

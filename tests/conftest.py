@@ -31,13 +31,13 @@ _tally = collections.defaultdict(collections.Counter)
 def pytest_runtest_logreport(report):
     if report.when != "call":
         return
-    for key, value in report.user_properties:
-        if key == "conformance":
-            ops, outcome = value
-            outcome = outcome if report.passed else "FAILED"
-            for op in ops:
-                _tally[op][outcome] += 1
-            _tally["*"][outcome] += 1
+    found = [value for key, value in report.user_properties if key == "conformance"]
+    if found:
+        ops, outcome = found[-1]
+        outcome = outcome if report.passed else "FAILED"
+        for op in ops:
+            _tally[op][outcome] += 1
+        _tally["*"][outcome] += 1
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -68,6 +68,6 @@ def concat(outs, *inputs, axis):
                   math=f"Y = concat(X0, X1, ...) along axis {axis}")
 
 
-@op("Constant", "ConstantOfShape")
+@op("Constant", "ConstantOfShape", "Shape", "Size")
 def constant(outs, input=None, **attrs):
     raise Unsupported("its value must be known at compile time (constant folding could not compute it)")
