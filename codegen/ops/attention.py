@@ -92,12 +92,13 @@ def attention(outs, Q, K, V, attn_mask=None, past_key=None, past_value=None, non
     require_dtype(Q, K, V, past_key, past_value, Y, present_key, present_value, qk_out)
     if attn_mask is not None:
         require_dtype(attn_mask, dtypes=(FLOAT, np.dtype(np.bool_)))
-    if nonpad_kv_seqlen is not None:
-        raise Unsupported("nonpad_kv_seqlen is not supported")
-    if left_window_size != -1 or right_window_size != -1:
-        raise Unsupported("sliding windows (left_window_size/right_window_size) are not supported")
-    if softmax_precision not in (None, 1):
-        raise Unsupported(f"softmax_precision {softmax_precision} not supported (only float)")
+    require_dtype(nonpad_kv_seqlen, dtypes=(np.dtype(np.int64),))
+    if nonpad_kv_seqlen is not None and past_key is not None:
+        raise Unsupported("nonpad_kv_seqlen cannot be combined with past_key/past_value")
+    if left_window_size < -1 or right_window_size < -1:
+        raise Unsupported("window sizes must be -1 or nonnegative")
+    if softmax_precision not in (None, 1, 11):
+        raise Unsupported(f"softmax_precision {softmax_precision} not supported (only float or double)")
     if qk_matmul_output_mode not in (0, 1, 2, 3):
         raise Unsupported(f"qk_matmul_output_mode {qk_matmul_output_mode} not supported")
     if (past_key is None) != (past_value is None):
@@ -156,6 +157,10 @@ def attention(outs, Q, K, V, attn_mask=None, past_key=None, past_value=None, non
         mask = dict(strides=shape_strides(ms, full), n=ms[-1], bool=np.dtype(attn_mask.dtype) == np.bool_)
     if P:
         inputs["PK"], inputs["PV"] = past_key, past_value
+    if nonpad_kv_seqlen is not None:
+        if tuple(nonpad_kv_seqlen.shape) != (B,):
+            raise Unsupported("nonpad_kv_seqlen must have one entry per batch")
+        inputs["NP"] = nonpad_kv_seqlen
     outputs = {"Y": Y}
     if present_key is not None:
         outputs["OK"] = present_key
@@ -170,7 +175,9 @@ def attention(outs, Q, K, V, attn_mask=None, past_key=None, past_value=None, non
                   params=dict(B=B, Hq=Hq, Hkv=Hkv, group=Hq // Hkv, Sq=Sq, Sk=Sk, P=P, T=T, D=D, Dv=Dv,
                               qs=qs, ks=ks, vs=vs, ys=ys, mask=mask, causal=bool(is_causal),
                               root=c_float(root), softcap=c_float(softcap) if softcap and softcap > 0 else None,
-                              mode=qk_matmul_output_mode,
+                              mode=qk_matmul_output_mode, nonpad=nonpad_kv_seqlen is not None,
+                              left=left_window_size, right=right_window_size,
+                              st="double" if softmax_precision == 11 else "float",
                               present_k=present_key is not None, present_v=present_value is not None,
                               qk=qk_out is not None),
                   macs=B * Hq * Sq * T * (D + Dv),
