@@ -1,0 +1,103 @@
+"""Hardmax, LpNormalization (along one axis), CumProd (constant axis), EyeLike, Compress (constant
+condition, as a Gather with constant indices), CenterCropPad (constant shape, as a Pad)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Kernel, Unsupported, c_type, op, require_const, require_dtype, wrapping_type
+from .layout import nothing
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _split(shape, axis):
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise Unsupported(f"axis {axis} out of range")
+    axis %= rank
+    return (int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
+            int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+
+def _along(kind, X, Y, axis, math, **extra):
+    require_dtype(X, Y, dtypes=_FLOATS)
+    if X.size == 0:
+        return nothing({"X": X}, {"Y": Y})
+    outer, n, inner = _split(X.shape, axis)
+    double = c_type(X) == "double"
+    return Kernel("along_axis", {"X": X}, {"Y": Y},
+                  params=dict(kind=kind, outer=outer, n=n, inner=inner, ctype=c_type(X),
+                              fabs="fabs" if double else "fabsf", sqrt="sqrt" if double else "sqrtf",
+                              one="1.0" if double else "1.0f", zero="0.0" if double else "0.0f", **extra),
+                  macs=2 * X.size, math=math)
+
+
+@op("Hardmax")
+def hardmax(outs, input, *, axis=-1):
+    (Y,) = outs
+    return _along("hardmax", input, Y, axis, "Y = 1 at the first maximum along the axis, else 0")
+
+
+@op("LpNormalization")
+def lp_normalization(outs, input, *, axis=-1, p=2):
+    (Y,) = outs
+    if p not in (1, 2):
+        raise Unsupported(f"p = {p} not supported (only 1 and 2)")
+    return _along("lpnorm", input, Y, axis, f"Y = X / (L{p} norm of X along the axis)", p=p)
+
+
+@op("CumProd")
+def cum_prod(outs, x, axis, *, exclusive=0, reverse=0):
+    (Y,) = outs
+    ctype = c_type(x)
+    if np.dtype(x.dtype) == np.bool_:
+        raise Unsupported("CumProd of bool")
+    axis = require_const(axis, "the axis input").reshape(-1)
+    rank = len(x.shape)
+    if axis.size != 1 or not -rank <= int(axis[0]) < rank:
+        raise Unsupported("axis must be one number within the rank")
+    a = int(axis[0]) % rank
+    if x.size == 0:
+        return nothing({"X": x}, {"Y": Y})
+    return Kernel("cumsum", {"X": x}, {"Y": Y},
+                  params=dict(outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
+                              inner=int(np.prod(x.shape[a + 1:], dtype=np.int64)), ctype=ctype,
+                              acc=wrapping_type(x.dtype) or ctype, product=True,
+                              exclusive=bool(exclusive), reverse=bool(reverse)),
+                  macs=x.size, math=f"Y = running product of X along axis {a}"
+                                    f"{', exclusive' if exclusive else ''}{', reversed' if reverse else ''}")
+
+
+@op("EyeLike")
+def eye_like(outs, input, *, dtype=None, k=0):
+    (Y,) = outs
+    ctype = c_type(Y)
+    c_type(input, bits=True)
+    if len(Y.shape) != 2:
+        raise Unsupported("EyeLike needs a 2-D tensor")
+    R, C = Y.shape
+    if Y.size == 0:
+        return nothing({"X": input}, {"Y": Y})
+    ones = [(i, i + k) for i in range(R) if 0 <= i + k < C]
+    return Kernel("eye_like", {}, {"Y": Y}, params=dict(size=Y.size, C=C, ctype=ctype,
+                                                      first=ones[0][0] if ones else 0, count=len(ones), k=k),
+                  math=f"Y[i][j] = (j - i == {k})")
+
+
+@op("Compress")
+def compress(outs, input, condition, *, axis=None):
+    (Y,) = outs
+    c_type(input, bits=True)
+    cond = require_const(condition, "the condition").reshape(-1).astype(bool)
+    if axis is None:
+        outer, A, inner = 1, input.size, 1
+    else:
+        outer, A, inner = _split(input.shape, axis)
+    idx = np.nonzero(cond[:A])[0]
+    if Y.size == 0 or idx.size == 0 or A == 0:
+        return nothing({"X": input}, {"Y": Y})
+    if Y.size != outer * idx.size * inner:
+        raise Unsupported("output shape does not match the condition")
+    return Kernel("gather", {"X": input}, {"Y": Y}, consts={"I": idx.astype(np.int64)},
+                  params=dict(outer=outer, A=A, N=int(idx.size), inner=inner),
+                  math=f"Y = the slices of X along axis {axis} where the condition holds")
