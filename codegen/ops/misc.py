@@ -52,20 +52,26 @@ def cum_prod(outs, x, axis, *, exclusive=0, reverse=0):
     ctype = c_type(x)
     if np.dtype(x.dtype) == np.bool_:
         raise Unsupported("CumProd of bool")
-    axis = require_const(axis, "the axis input").reshape(-1)
     rank = len(x.shape)
-    if axis.size != 1 or not -rank <= int(axis[0]) < rank:
-        raise Unsupported("axis must be one number within the rank")
-    a = int(axis[0]) % rank
     if x.size == 0:
         return nothing({"X": x}, {"Y": Y})
-    return Kernel("cumsum", {"X": x}, {"Y": Y},
-                  params=dict(outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
-                              inner=int(np.prod(x.shape[a + 1:], dtype=np.int64)), ctype=ctype,
-                              acc=wrapping_type(x.dtype) or ctype, product=True,
-                              exclusive=bool(exclusive), reverse=bool(reverse)),
-                  macs=x.size, math=f"Y = running product of X along axis {a}"
-                                    f"{', exclusive' if exclusive else ''}{', reversed' if reverse else ''}")
+    if axis.size != 1 or axis.dtype is None or np.dtype(axis.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise Unsupported("axis must be one int32 or int64 number")
+    common = dict(ctype=ctype, acc=wrapping_type(x.dtype) or ctype, product=True,
+                  exclusive=bool(exclusive), reverse=bool(reverse))
+    cases = [dict(axis=a, outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
+                  inner=int(np.prod(x.shape[a + 1:], dtype=np.int64))) for a in range(rank)]
+    how = f"{', exclusive' if exclusive else ''}{', reversed' if reverse else ''}"
+    if axis.is_const:
+        a = int(axis.const.reshape(-1)[0])
+        if not -rank <= a < rank:
+            raise Unsupported("axis must be within the rank")
+        case = cases[a % rank]
+        return Kernel("cumsum", {"X": x}, {"Y": Y}, params=dict(common, **case), macs=x.size,
+                      math=f"Y = running product of X along axis {case['axis']}{how}")
+    # the axis arrives at run time: one loop nest per possible axis
+    return Kernel("cum_any_axis", {"X": x, "A": axis}, {"Y": Y}, params=dict(common, cases=cases, rank=rank),
+                  macs=x.size, math=f"Y = running product of X along axis A[0]{how}")
 
 
 @op("EyeLike")
