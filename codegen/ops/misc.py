@@ -107,3 +107,33 @@ def compress(outs, input, condition, *, axis=None):
     return Kernel("gather", {"X": input}, {"Y": Y}, consts={"I": idx.astype(np.int64)},
                   params=dict(outer=outer, A=A, N=int(idx.size), inner=inner),
                   math=f"Y = the slices of X along axis {axis} where the condition holds")
+
+
+@op("CenterCropPad")
+def center_crop_pad(outs, input_data, shape, *, axes=None):
+    """The target sizes are read off the output's shape (known at compile time), so `shape` may be a
+    run-time input; lowered as a Pad with negative pads where it crops."""
+    from ..ir import Value
+    from .layout import pad
+    (Y,) = outs
+    rank = len(input_data.shape)
+    if Y.shape is None or len(Y.shape) != rank:
+        raise Unsupported("the output shape must be known")
+    if shape.is_const:
+        axes_ = list(range(rank)) if axes is None else [a % rank for a in axes]
+        want = list(input_data.shape)
+        for a, s in zip(axes_, shape.const.reshape(-1)):
+            want[a] = int(s)
+        if tuple(want) != tuple(Y.shape):
+            raise Unsupported("the output shape differs from the shape input")
+    begin, end = [], []
+    for n, s in zip(input_data.shape, Y.shape):
+        if s < n:                                   # crop: start at (n - s) // 2
+            b = -((n - s) // 2)
+        else:                                       # pad: (s - n) // 2 before
+            b = (s - n) // 2
+        begin.append(b)
+        end.append(s - n - b)
+    pads = Value(name="pads", shape=(2 * rank,), dtype=np.dtype(np.int64),
+                 const=np.array(begin + end, dtype=np.int64))
+    return pad([Y], input_data, pads)
