@@ -137,3 +137,32 @@ def center_crop_pad(outs, input_data, shape, *, axes=None):
     pads = Value(name="pads", shape=(2 * rank,), dtype=np.dtype(np.int64),
                  const=np.array(begin + end, dtype=np.int64))
     return pad([Y], input_data, pads)
+
+
+@op("Col2Im")
+def col2im(outs, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
+    """The image sizes are read off the output's shape; the block sizes are read at run time (only
+    their product, input.shape[1] / C, is fixed), and each spatial position count follows from them."""
+    (Y,) = outs
+    require_dtype(input, Y)
+    require_dtype(block_shape, dtypes=(np.dtype(np.int64), np.dtype(np.int32)))
+    if Y.shape is None or len(Y.shape) < 3 or len(input.shape) != 3:
+        raise Unsupported("needs a (N, C*K, L) input and a known (N, C, ...) output shape")
+    N, C, *I = Y.shape
+    nd = len(I)
+    if block_shape.size != nd or input.shape[0] != N or C == 0 or input.shape[1] % C:
+        raise Unsupported("block_shape or the input's shape does not match the output")
+    if block_shape.is_const and int(np.prod(block_shape.const)) * C != input.shape[1]:
+        raise Unsupported("block_shape does not match the input's channels")
+    dilations = list(dilations or [1] * nd)
+    strides = list(strides or [1] * nd)
+    pads = list(pads or [0] * (2 * nd))
+    if len(dilations) != nd or len(strides) != nd or len(pads) != 2 * nd:
+        raise Unsupported("dilations, strides and pads must give every spatial dimension")
+    if Y.size == 0 or input.size == 0:
+        return Kernel("eye_like", {}, {"Y": Y}, params=dict(size=Y.size, C=1, ctype="float", first=0, count=0, k=0))
+    return Kernel("col2im", {"X": input, "B": block_shape}, {"Y": Y},
+                  params=dict(NC=N * C, K=input.shape[1] // C, L=input.shape[2], I=I, nd=nd, D=dilations,
+                              S=strides, P=pads[:nd], PE=pads[nd:], size=Y.size,
+                              plane=int(np.prod(I, dtype=np.int64))),
+                  macs=input.size, math="Y[n][c][l * S - P + k * D] += X[n][c * K + k][l]")
