@@ -8,13 +8,13 @@ from . import Kernel, Unsupported, op, require_dtype
 from .conv import resolve_pads
 
 
-def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad):
+def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0):
     N, C, *in_sizes = X.shape
     return Kernel("pool", {"X": X}, {"Y": Y},
                   params=dict(kind=kind, NC=N * C, C=C, osize=int(np.prod(Y.shape[2:])), I=in_sizes,
                               O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
-                              count_include_pad=bool(count_include_pad)),
+                              count_include_pad=bool(count_include_pad), p=p),
                   macs=int(np.prod(Y.shape)) * int(np.prod(kernel)), epilogue_modes=("flat", "chan"),
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
 
@@ -48,6 +48,18 @@ def average_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0
     n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
     begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
     return _pool("avg", X, Y, kernel_shape, strides, dilations, begin, end, count_include_pad)
+
+
+@op("LpPool")
+def lp_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, p=2, pads=None,
+            strides=None):
+    (Y,) = outs
+    require_dtype(X, Y)
+    if p < 1:
+        raise Unsupported(f"p = {p} not supported")
+    n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
+    begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
+    return _pool("lp", X, Y, kernel_shape, strides, dilations, begin, end, 0, p=int(p))
 
 
 def _global(kind, outs, X):
