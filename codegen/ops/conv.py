@@ -26,20 +26,25 @@ def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
     return begin, end
 
 
+def window(op_type, X, W, kernel_shape, strides, dilations):
+    """(spatial rank, kernel, strides, dilations) of a convolution, spec defaults filled in."""
+    spatial = len(X.shape) - 2
+    if spatial < 1:
+        raise Unsupported(f"{op_type} needs at least one spatial dimension")
+    kernel = list(W.shape[2:])
+    if kernel_shape is not None and list(kernel_shape) != kernel:
+        raise Unsupported("kernel_shape differs from the weight's shape")
+    return spatial, kernel, list(strides or [1] * spatial), list(dilations or [1] * spatial)
+
+
 @op("Conv")
 def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
          pads=None, strides=None):
     (Y,) = outs
     require_dtype(X, W, B, Y)
-    spatial = len(X.shape) - 2
-    if spatial < 1:
-        raise Unsupported("Conv needs at least one spatial dimension")
+    spatial, kernel, strides, dilations = window("Conv", X, W, kernel_shape, strides, dilations)
     N, C, *in_sizes = X.shape
-    M, Cg, *kernel = W.shape
-    if kernel_shape is not None and list(kernel_shape) != kernel:
-        raise Unsupported("kernel_shape differs from the weight's shape")
-    strides = list(strides or [1] * spatial)
-    dilations = list(dilations or [1] * spatial)
+    M, Cg = W.shape[:2]
     begin, _ = resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads)
     out_sizes = list(Y.shape[2:])
     if C != Cg * group or M % group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Kernel, Unsupported, op, require_dtype
+from .conv import window
 from .layout import contiguous_strides
 
 
@@ -30,18 +31,12 @@ def conv_transpose(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, gro
                    output_padding=None, output_shape=None, pads=None, strides=None):
     (Y,) = outs
     require_dtype(X, W, B, Y)
-    spatial = len(X.shape) - 2
-    if spatial < 1:
-        raise Unsupported("ConvTranspose needs at least one spatial dimension")
+    spatial, kernel, strides, dilations = window("ConvTranspose", X, W, kernel_shape, strides, dilations)
     N, C, *in_sizes = X.shape
-    Cw, Mg, *kernel = W.shape
-    if kernel_shape is not None and list(kernel_shape) != kernel:
-        raise Unsupported("kernel_shape differs from the weight's shape")
+    Cw, Mg = W.shape[:2]
     if group < 1 or C != Cw or C % group:
         raise Unsupported("channels do not divide by group")
     M = Mg * group
-    strides = list(strides or [1] * spatial)
-    dilations = list(dilations or [1] * spatial)
     output_padding = list(output_padding or [0] * spatial)
     out_sizes = list(Y.shape[2:])
     if tuple(Y.shape[:2]) != (N, M) or len(out_sizes) != spatial:
