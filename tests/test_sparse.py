@@ -57,5 +57,5 @@ def test_sparse_matmul_with_a_batch_and_dense_above_the_threshold():
     for density, sparse in ((0.04, True), (0.5, False)):
         m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", x.shape)], [("y", (2, 5, 16))],
                   dict(w=_pruned((64, 16), density)))
-        compiled = _check(m, x, "gemm")
+        compiled = _check(m, x, "gemm" if sparse else "gemm_packed")
         assert ("Sp[n + 1]" in compiled.sources.c) == sparse
