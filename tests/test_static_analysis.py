@@ -54,7 +54,8 @@ def _generate(root):
         cases = {c.name: c.model for c in collect_testcases() if c.name in CASES}
     from .test_constant_inputs import CASES as WITH_CONSTANTS
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
-    models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx", "sparse_conv": _sparse_conv()}
+    models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
+              "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv()}
     templates = set()
     for name, m in models.items():
         compiled = codegen.compile(m, name="m")

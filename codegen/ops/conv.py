@@ -54,6 +54,13 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         if W.dtype == np.float32 and sparse.worth_it("conv", W.const):
             return _sparse(X, W, B, Y, strides, dilations, begin, macs)
         return _packed(X, W, B, Y, strides, dilations, begin, macs)
+    if spatial == 2 and group == C == M and W.dtype == np.float32:
+        return Kernel("conv_depthwise", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
+                      params=dict(N=N, C=C, IH=in_sizes[0], IW=in_sizes[1], OH=out_sizes[0], OW=out_sizes[1],
+                                  KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1], DH=dilations[0],
+                                  DW=dilations[1], PH=begin[0], PW=begin[1], has_bias=B is not None),
+                      splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
+                      math="Y[n][c][oh][ow] = B[c] + sum_{kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[c][0][kh][kw]")
     return Kernel(
         "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
         params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
