@@ -105,14 +105,22 @@ def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
             for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS]
 
 
+def _array(t: onnx.TensorProto) -> np.ndarray:
+    """A tensor's data, or a ModelError when it does not match its shape and type."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:
+        raise ModelError(f"tensor {t.name!r}: its data does not match its shape and type.") from None
+
+
 def _lossy_resizes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """Upsample and opset-10 Resize map output to input coordinates asymmetrically (x / scale,
     floored); onnx's version converter turns them into a Resize-11+ that uses the default
     half_pixel coordinates instead. Both agree only for nearest mode with integer scales >= 1."""
-    consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    consts = {t.name: _array(t) for t in proto.graph.initializer}
     for n in proto.graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            consts[n.output[0]] = _array(n.attribute[0].t)
     problems = []
     for n in proto.graph.node:
         if n.op_type not in ("Upsample", "Resize"):
@@ -174,7 +182,7 @@ def _attr(a: onnx.AttributeProto):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return _array(value)
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", "replace") for v in value]
     return value
@@ -186,10 +194,7 @@ def to_ir(proto: onnx.ModelProto, name: str) -> Graph:
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         values.setdefault(vi.name, _value(vi))
     for t in g.initializer:       # initializers listed as inputs too (opset-9 style) are constants
-        try:
-            arr = numpy_helper.to_array(t)
-        except Exception:
-            raise ModelError(f"initializer {t.name!r}: its data does not match its shape and type.") from None
+        arr = _array(t)
         values[t.name] = Value(t.name, tuple(arr.shape), arr.dtype, arr)
     nodes, taken = [], set()
     for i, n in enumerate(g.node):
