@@ -106,3 +106,114 @@ static uint64_t kiln_sat_uint64(double v)
 {
     return isnan(v) || v <= -1.0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v;
 }
+
+/* The magnitude bits of a small float with m mantissa bits, smallest normal exponent emin and no
+ * special values -> float, exactly. The per-format helpers below add the sign, NaN and infinity. */
+static float kiln_minifloat_to_f(unsigned bits, unsigned m, int emin)
+{
+    const unsigned e = bits >> m, f = bits & ((1u << m) - 1u);
+    return e == 0 ? ldexpf((float)f, emin - (int)m) : ldexpf((float)(f | (1u << m)), (int)e + emin - 1 - (int)m);
+}
+
+/* |x| (not NaN) -> the magnitude bits of that small float, rounded to nearest even (as kiln_f2h);
+ * `over` where it is infinite or rounds past max_bits (the largest finite). */
+static unsigned kiln_f_to_minifloat(double a, unsigned m, int emin, unsigned max_bits, unsigned over)
+{
+    int e = 0;
+    if (isinf(a))
+        return over;
+    if (a < ldexp(1.0, emin))               /* subnormal, in units of 2^(emin - m) */
+        return (unsigned)nearbyint(ldexp(a, (int)m - emin));
+    const double f = frexp(a, &e);          /* a = f * 2^e, f in [0.5, 1): exponent field e - emin */
+    const unsigned bits = ((unsigned)(e - emin) << m) + (unsigned)nearbyint(ldexp(f, (int)m + 1)) - (1u << m);
+    return bits > max_bits ? over : bits;
+}
+
+/* float8 e4m3fn (its bits) -> float: no infinity, 0x7f and 0xff are NaN. */
+static float kiln_e4m3fn_to_f(uint8_t b)
+{
+    const float v = (b & 0x7fu) == 0x7fu ? NAN : kiln_minifloat_to_f(b & 0x7fu, 3, -6);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e4m3fn bits, rounded to nearest even; beyond 448 (or infinite) it gives 448
+ * when saturating, else NaN. */
+static uint8_t kiln_f_to_e4m3fn(double x, int saturate)
+{
+    const unsigned sign = signbit(x) ? 0x80u : 0u;
+    return (uint8_t)(sign | (isnan(x) ? 0x7fu : kiln_f_to_minifloat(fabs(x), 3, -6, 0x7eu, saturate ? 0x7eu : 0x7fu)));
+}
+
+/* float8 e4m3fnuz (its bits) -> float: no infinity, no -0, 0x80 is the one NaN. */
+static float kiln_e4m3fnuz_to_f(uint8_t b)
+{
+    const float v = b == 0x80u ? NAN : kiln_minifloat_to_f(b & 0x7fu, 3, -7);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e4m3fnuz bits: beyond 240 gives 240 when saturating, else NaN; a negative
+ * value that rounds to zero gives +0 (0x80 is the NaN). */
+static uint8_t kiln_f_to_e4m3fnuz(double x, int saturate)
+{
+    const unsigned a = isnan(x) ? 0x80u : kiln_f_to_minifloat(fabs(x), 3, -7, 0x7fu, saturate ? 0x7fu : 0x80u);
+    return (uint8_t)(a == 0u || a == 0x80u || !signbit(x) ? a : a | 0x80u);
+}
+
+/* float8 e5m2 (its bits) -> float: IEEE-like, 0x7c is infinity, above it NaN. */
+static float kiln_e5m2_to_f(uint8_t b)
+{
+    const unsigned a = b & 0x7fu;
+    const float v = a > 0x7cu ? NAN : a == 0x7cu ? INFINITY : kiln_minifloat_to_f(a, 2, -14);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e5m2 bits: beyond 57344 (or infinite) gives 57344 when saturating, else
+ * infinity. */
+static uint8_t kiln_f_to_e5m2(double x, int saturate)
+{
+    const unsigned sign = signbit(x) ? 0x80u : 0u;
+    return (uint8_t)(sign | (isnan(x) ? 0x7eu : kiln_f_to_minifloat(fabs(x), 2, -14, 0x7bu, saturate ? 0x7bu : 0x7cu)));
+}
+
+/* float8 e5m2fnuz (its bits) -> float: no infinity, no -0, 0x80 is the one NaN. */
+static float kiln_e5m2fnuz_to_f(uint8_t b)
+{
+    const float v = b == 0x80u ? NAN : kiln_minifloat_to_f(b & 0x7fu, 2, -15);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e5m2fnuz bits: beyond 57344 gives 57344 when saturating, else NaN. */
+static uint8_t kiln_f_to_e5m2fnuz(double x, int saturate)
+{
+    const unsigned a = isnan(x) ? 0x80u : kiln_f_to_minifloat(fabs(x), 2, -15, 0x7fu, saturate ? 0x7fu : 0x80u);
+    return (uint8_t)(a == 0u || a == 0x80u || !signbit(x) ? a : a | 0x80u);
+}
+
+/* float4 e2m1 (its bits, in the low 4) -> float: no infinity, no NaN. */
+static float kiln_e2m1_to_f(uint8_t b)
+{
+    const float v = kiln_minifloat_to_f(b & 7u, 1, 0);
+    return (b & 8u) ? -v : v;
+}
+
+/* double -> float4 e2m1 bits, rounded to nearest even, saturating at 6 (infinity too). It has
+ * no NaN: NaN gives a zero of the opposite sign, as ml_dtypes (the reference) does. */
+static uint8_t kiln_f_to_e2m1(double x)
+{
+    const unsigned sign = signbit(x) ? 8u : 0u;
+    return (uint8_t)(isnan(x) ? sign ^ 8u : sign | kiln_f_to_minifloat(fabs(x), 1, 0, 7u, 7u));
+}
+
+/* The low `width` bits of an int4 / int2 element, as its signed value. */
+static int8_t kiln_sext(unsigned bits, unsigned width)
+{
+    const int sign = 1 << (width - 1);
+    return (int8_t)(((int)(bits & ((1u << width) - 1u)) ^ sign) - sign);
+}
+
+/* float -> integer, truncating toward zero; NaN, infinity and anything beyond int64 give 0. The
+ * 4-bit and 2-bit types keep the low bits of this, as ml_dtypes (the reference) does. */
+static int64_t kiln_trunc_int64(double v)
+{
+    return isnan(v) || fabs(v) >= 9223372036854775808.0 ? 0 : (int64_t)v;
+}
