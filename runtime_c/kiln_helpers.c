@@ -217,3 +217,11 @@ static int64_t kiln_trunc_int64(double v)
 {
     return isnan(v) || fabs(v) >= 9223372036854775808.0 ? 0 : (int64_t)v;
 }
+
+/* An int32 accumulator requantised as the QLinear ops' reference does: rint(acc * multiplier +
+ * zero_point), saturated to [lo, hi] (NaN gives lo). */
+static double kiln_requantize(int32_t acc, double multiplier, double zero_point, double lo, double hi)
+{
+    const double d = nearbyint((double)acc * multiplier + zero_point);
+    return d >= hi ? hi : d > lo ? d : lo;
+}
