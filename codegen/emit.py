@@ -27,7 +27,7 @@ C_TYPES = {
     # one byte per element, as numpy (ml_dtypes) holds them: the float8 / float4 bits, and int4 / int2
     # two's complement in the low bits
     "float8_e4m3fn": ("uint8_t", "u8"), "float8_e4m3fnuz": ("uint8_t", "u8"), "float8_e5m2": ("uint8_t", "u8"),
-    "float8_e5m2fnuz": ("uint8_t", "u8"), "float4_e2m1fn": ("uint8_t", "u8"),
+    "float8_e5m2fnuz": ("uint8_t", "u8"), "float8_e8m0fnu": ("uint8_t", "u8"), "float4_e2m1fn": ("uint8_t", "u8"),
     "int4": ("uint8_t", "u8"), "uint4": ("uint8_t", "u8"), "int2": ("uint8_t", "u8"), "uint2": ("uint8_t", "u8"),
 }
 MEMBERS = [("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("u16", "uint16_t", 2), ("i16", "int16_t", 2),

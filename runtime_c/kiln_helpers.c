@@ -225,3 +225,24 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
     const double d = nearbyint((double)acc * multiplier + zero_point);
     return d >= hi ? hi : d > lo ? d : lo;
 }
+
+/* float8 e8m0 (its bits: a biased exponent, no sign, no zero) -> float: 2^(b - 127), 0xff is NaN. */
+static float kiln_e8m0_to_f(uint8_t b)
+{
+    return b == 0xffu ? NAN : ldexpf(1.0f, (int)b - 127);
+}
+
+/* float -> float8 e8m0 bits as onnx's reference does it: the float's exponent field, rounded up
+ * (mode 0: any fraction), to nearest (mode 1) or down (mode 2); saturating keeps 0xfe from rounding
+ * up into 0xff (NaN). NaN and infinity give 0xff; the sign is ignored. */
+static uint8_t kiln_f_to_e8m0(float x, int saturate, int mode)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const unsigned e = (bits >> 23) & 0xffu;
+    const int up = mode == 0 ? (bits & 0x7fffffu) != 0
+                 : mode == 1 ? (bits & 0x400000u) && ((bits & 0x3fffffu) || e > 0) : 0;
+    if (e == 0xffu)
+        return 0xffu;
+    return (uint8_t)(e + (unsigned)(up && !(saturate && e == 0xfeu)));
+}

@@ -3,9 +3,9 @@
 float -> integer truncates toward zero and saturates out of range (NaN gives 0), where C leaves the
 conversion undefined; integer -> narrower integer wraps; anything -> bool is x != 0; to float16,
 bfloat16, float8 and float4 is one rounding to nearest even (the kiln_f2h family takes a double),
-float8 saturating as the `saturate` attribute says; to int4 / int2 keeps the low bits of the
-truncated value, as the reference (ml_dtypes) does. Strings and float8e8m0 are refused. BitCast
-reinterprets the bytes: a view, no code.
+float8 saturating as the `saturate` attribute says (float8e8m0 rounding as `round_mode` says, from
+the float32 value, as the reference does); to int4 / int2 keeps the low bits of the truncated value,
+as the reference (ml_dtypes) does. Strings are refused. BitCast reinterprets the bytes: a view, no code.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from . import Kernel, Unsupported, op
-from .elementwise import DTYPES, STORED, Bits, Operand, expression, store, supported
+from .elementwise import DTYPES, ROUND_MODES, STORED, Bits, Operand, expression, store, supported
 
 
 def target(to: int) -> np.dtype:
@@ -27,12 +27,14 @@ def target(to: int) -> np.dtype:
     return dtype
 
 
-def convert(X: Operand, dtype: np.dtype, saturate=1) -> str:
+def convert(X: Operand, dtype: np.dtype, saturate=1, round_mode="up") -> str:
     kind, ctype = DTYPES[dtype.name]
+    if round_mode not in ROUND_MODES:
+        raise Unsupported(f"round_mode {round_mode!r} is not supported")
     if kind == "b":
         return f"({X} != 0)"
     if dtype.name in STORED:        # to the stored bits in one step, from the operand's own type
-        return Bits(store(f"kiln_trunc_int64({X})" if kind != "f" and X.kind == "f" else X, dtype, saturate))
+        return Bits(store(f"kiln_trunc_int64({X})" if kind != "f" and X.kind == "f" else X, dtype, saturate, round_mode))
     if kind == "f" or X.kind != "f":
         return f"({ctype}){X}"
     return f"kiln_sat_{dtype.name}({X})"
@@ -40,12 +42,12 @@ def convert(X: Operand, dtype: np.dtype, saturate=1) -> str:
 
 @expression("Cast", kinds="fiub", out=lambda operands, attrs: target(attrs["to"]))
 def cast(input, *, to, saturate=1, round_mode="up"):
-    return convert(input, target(to), saturate)
+    return convert(input, target(to), saturate, round_mode)
 
 
 @expression("CastLike", kinds="fiub", out=lambda operands, attrs: operands[1].dtype)
 def cast_like(input, target_type, *, saturate=1, round_mode="up"):
-    return convert(input, target_type.dtype, saturate)
+    return convert(input, target_type.dtype, saturate, round_mode)
 
 
 @op("BitCast")

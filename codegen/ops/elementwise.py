@@ -35,18 +35,19 @@ DTYPES = {
     "uint8": ("u", "uint8_t"), "uint16": ("u", "uint16_t"), "uint32": ("u", "uint32_t"),
     "uint64": ("u", "uint64_t"), "bool": ("b", "uint8_t"),
     "float8_e4m3fn": ("f", "float"), "float8_e4m3fnuz": ("f", "float"), "float8_e5m2": ("f", "float"),
-    "float8_e5m2fnuz": ("f", "float"), "float4_e2m1fn": ("f", "float"),
+    "float8_e5m2fnuz": ("f", "float"), "float8_e8m0fnu": ("f", "float"), "float4_e2m1fn": ("f", "float"),
     "int4": ("i", "int8_t"), "uint4": ("u", "uint8_t"), "int2": ("i", "int8_t"), "uint2": ("u", "uint8_t"),
 }
 MATH_SUFFIX = {"float": "f", "double": ""}      # expf / exp: the one per-type table of math functions
 # dtypes stored as bits, one byte or two per element: (read the value, store a value as the bits);
-# {saturate} is Cast's attribute (float8 only), 1 everywhere else
+# {saturate} and {round_mode} are Cast's attributes (float8 only), the defaults everywhere else
 STORED = {
     "float16": ("kiln_h2f({x})", "kiln_f2h({x})"), "bfloat16": ("kiln_bf2f({x})", "kiln_f2bf({x})"),
     "float8_e4m3fn": ("kiln_e4m3fn_to_f({x})", "kiln_f_to_e4m3fn({x}, {saturate})"),
     "float8_e4m3fnuz": ("kiln_e4m3fnuz_to_f({x})", "kiln_f_to_e4m3fnuz({x}, {saturate})"),
     "float8_e5m2": ("kiln_e5m2_to_f({x})", "kiln_f_to_e5m2({x}, {saturate})"),
     "float8_e5m2fnuz": ("kiln_e5m2fnuz_to_f({x})", "kiln_f_to_e5m2fnuz({x}, {saturate})"),
+    "float8_e8m0fnu": ("kiln_e8m0_to_f({x})", "kiln_f_to_e8m0((float)({x}), {saturate}, {round_mode})"),
     "float4_e2m1fn": ("kiln_e2m1_to_f({x})", "kiln_f_to_e2m1({x})"),
     # int4 / int2 as ml_dtypes holds them: two's complement in the low bits, the rest zero
     "int4": ("kiln_sext({x}, 4)", "(uint8_t)((uint64_t)({x}) & 15u)"),
@@ -134,10 +135,15 @@ def load(text: str, dtype) -> Operand:
     return Operand(convert[0].format(x=text) if convert else text, dtype)
 
 
-def store(expr: str, dtype, saturate: int = 1) -> str:
+ROUND_MODES = {"up": 0, "nearest": 1, "down": 2}     # kiln_f_to_e8m0's modes
+
+
+def store(expr: str, dtype, saturate: int = 1, round_mode: str = "up") -> str:
     """An expression's value as stored in `dtype`."""
     convert = STORED.get(np.dtype(dtype).name)
-    return convert[1].format(x=expr, saturate=int(bool(saturate))) if convert and not isinstance(expr, Bits) else expr
+    if not convert or isinstance(expr, Bits):
+        return expr
+    return convert[1].format(x=expr, saturate=int(bool(saturate)), round_mode=ROUND_MODES[round_mode])
 
 
 def arith(op_: str, A: Operand, B: Operand) -> str:
