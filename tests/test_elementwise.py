@@ -302,7 +302,7 @@ def test_epilogue_typed_operands_and_refusal():
         attach_epilogue(anchor(), [Node("Greater", "g", [ACC, "r"], ["t4"])], values)
 
 
-@pytest.mark.parametrize("to", ["FLOAT8E5M2", "FLOAT8E4M3FN", "STRING", "INT4"])
+@pytest.mark.parametrize("to", ["STRING"])     # the small types: tests/test_quantize.py
 def test_cast_refuses_types_c_cannot_hold(to):
     x = np.zeros(SHAPE, np.float32)
     model = chain_model([("Cast", ["x"], dict(to=getattr(onnx.TensorProto, to)))], dict(x=x))
