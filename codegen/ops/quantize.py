@@ -34,12 +34,12 @@ def _view(v: Value | None, shape) -> Value | None:
     return Value(v.name, tuple(shape), v.dtype, None if v.const is None else v.const.reshape(shape))
 
 
-def _broadcast(x: Value, params: list[Value | None], axis: int, block_size: int):
+def _broadcast(x: Value, params: list[Value | None], axis: int, block_size: int) -> list[Value | None]:
     """x and the scale / zero-point Values as views that broadcast elementwise: a scalar as it is,
     a 1-D one along `axis`, a blocked one with x's axis split into (blocks, block_size)."""
     first = next(p for p in params if p is not None)
     if first.size == 1:                 # per tensor: the axis does not matter
-        return x, [_view(p, ()) for p in params]
+        return [x] + [_view(p, ()) for p in params]
     rank = len(x.shape)
     if not -rank <= axis < rank:
         raise Unsupported(f"axis {axis} out of range")
@@ -49,13 +49,13 @@ def _broadcast(x: Value, params: list[Value | None], axis: int, block_size: int)
             raise Unsupported(f"a per-axis scale must have {x.shape[axis]} elements")
         shape = [1] * rank
         shape[axis] = first.shape[0]
-        return x, [_view(p, shape) for p in params]
+        return [x] + [_view(p, shape) for p in params]
     dim, blocks = x.shape[axis], -(-x.shape[axis] // block_size)
     if dim % block_size or tuple(first.shape) != x.shape[:axis] + (blocks,) + x.shape[axis + 1:]:
         raise Unsupported(f"block_size {block_size} must divide axis {axis} ({dim}) and give the scale's shape")
     split = x.shape[:axis] + (blocks, block_size) + x.shape[axis + 1:]
     pshape = x.shape[:axis] + (blocks, 1) + x.shape[axis + 1:]
-    return _view(x, split), [_view(p, pshape) for p in params]
+    return [_view(x, split)] + [_view(p, pshape) for p in params]
 
 
 def _check_zero_point(zp: Value | None, dtype) -> None:
@@ -89,10 +89,12 @@ def _quantize(x, scale, zero_point=None, *, dtype, saturate=1, precision=None):
 
 
 def _dequantize(x, scale, zero_point=None, *, dtype):
-    """(x - zero_point) * scale in float (double for int32 x, as numpy promotes); the zero point
-    of float8 and float4 is ignored, as the reference does."""
-    ctype = "double" if x.dtype.name == "int32" or "double" in (scale.C,) else "float"
-    dx = f"(({ctype}){x} - ({ctype}){zero_point})" if zero_point is not None and x.kind != "f" else f"({ctype}){x}"
+    """(float32(x) - zero_point) * scale in the type numpy computes it in (double for a double
+    scale or an int32 zero point); the zero point of float8 and float4 is ignored, as the
+    reference does."""
+    subtract = zero_point is not None and x.kind != "f"
+    ctype = "double" if scale.C == "double" or subtract and x.dtype.name == "int32" else "float"
+    dx = f"(({ctype})(float){x} - ({ctype}){zero_point})" if subtract else f"({ctype})(float){x}"
     return f"({dx} * {scale})"
 
 
@@ -100,9 +102,13 @@ EXPRESSIONS["QuantizeLinear"] = Expression(_quantize, ("f", "f", "fiu"), lambda 
 EXPRESSIONS["DequantizeLinear"] = Expression(_dequantize, ("fiu", "f", "fiu"), lambda ops, attrs: attrs["dtype"])
 
 
-def _step(opname: str, Y: Value, inputs: list[Value | None], **attrs) -> Kernel:
+def _step(opname: str, Y: Value, inputs: list[Value | None], views: list[Value | None], **attrs) -> Kernel:
+    """One elementwise loop over the broadcasting views; the kernel names the graph's own Values."""
     step = Node(opname, opname, [v.name if v is not None else "" for v in inputs], [Y.name], attrs)
-    kernel = elementwise(Y, [step], [v for v in inputs if v is not None])
+    kernel = elementwise(_view(Y, views[0].shape), [step], [v for v in views if v is not None])
+    graph_values = {v.name: v for v in inputs if v is not None}
+    kernel.inputs = {arg: graph_values[v.name] for arg, v in kernel.inputs.items()}
+    kernel.outputs = {"Y": Y}
     kernel.math = f"Y = {opname}(" + ", ".join(a for a, v in zip(("x", "scale", "zero_point"), inputs) if v) + ")"
     return kernel
 
@@ -117,8 +123,8 @@ def quantize_linear(outs, x, y_scale, y_zero_point=None, *, axis=1, block_size=0
     if precision and precision not in PRECISIONS:
         raise Unsupported(f"precision {precision} not supported (only float and double)")
     _check_zero_point(y_zero_point, dtype)
-    xv, (s, z) = _broadcast(x, [y_scale, y_zero_point], axis, block_size)
-    return _step("QuantizeLinear", _view(Y, xv.shape), [xv, s, z], dtype=dtype, saturate=saturate,
+    views = _broadcast(x, [y_scale, y_zero_point], axis, block_size)
+    return _step("QuantizeLinear", Y, [x, y_scale, y_zero_point], views, dtype=dtype, saturate=saturate,
                  precision=precision or None)
 
 
@@ -129,8 +135,8 @@ def dequantize_linear(outs, x, x_scale, x_zero_point=None, *, axis=1, block_size
         raise Unsupported(f"dequantisation of {x.dtype} is not supported")
     if np.dtype(x.dtype).name not in FLOAT8 + ("float4_e2m1fn",):
         _check_zero_point(x_zero_point, x.dtype)
-    xv, (s, z) = _broadcast(x, [x_scale, x_zero_point], axis, block_size)
-    return _step("DequantizeLinear", _view(Y, xv.shape), [xv, s, z], dtype=np.dtype(Y.dtype))
+    views = _broadcast(x, [x_scale, x_zero_point], axis, block_size)
+    return _step("DequantizeLinear", Y, [x, x_scale, x_zero_point], views, dtype=np.dtype(Y.dtype))
 
 
 # ---- integer matmul and convolution, int32 accumulation ------------------------------------------
