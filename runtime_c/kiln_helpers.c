@@ -22,11 +22,11 @@ static uint16_t kiln_f2h(double x)
     if (a >= 65520.0)                       /* at least halfway past 65504: infinity */
         return (uint16_t)(sign | 0x7c00u);
     if (a < 6.103515625e-05)                /* subnormal, in units of 2^-24 (1024 is the first normal) */
-        return (uint16_t)(sign | (unsigned)nearbyint(a * 16777216.0));
+        return (uint16_t)(sign | (unsigned)(nearbyint(a * 16777216.0)));
     /* a = f * 2^e, f in [0.5, 1): exponent field e + 14, 10 mantissa bits; a carry out of the
      * mantissa (f rounds up to 2048) moves into the exponent, which is the correct result */
     const double f = frexp(a, &e);
-    return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)nearbyint(f * 2048.0) - 1024u);
+    return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)(nearbyint(f * 2048.0)) - 1024u);
 }
 
 /* bfloat16 (its bits) -> float, exactly: they are the high half of the float's bits. */
@@ -49,9 +49,9 @@ static uint16_t kiln_f2bf(double x)
     if (a >= 0x1.ffp127)                    /* at least halfway past the largest finite: infinity */
         return (uint16_t)(sign | 0x7f80u);
     if (a < 0x1p-126)                       /* subnormal, in units of 2^-133 */
-        return (uint16_t)(sign | (unsigned)nearbyint(ldexp(a, 133)));
+        return (uint16_t)(sign | (unsigned)(nearbyint(ldexp(a, 133))));
     const double f = frexp(a, &e);          /* exponent field e + 126, 7 mantissa bits */
-    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)nearbyint(f * 256.0) - 128u);
+    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)(nearbyint(f * 256.0)) - 128u);
 }
 
 /* base^exponent modulo 2^64, exponent >= 0 (numpy's integer power wraps the same way). */
@@ -123,9 +123,9 @@ static unsigned kiln_f_to_minifloat(double a, unsigned m, int emin, unsigned max
     if (isinf(a))
         return over;
     if (a < ldexp(1.0, emin))               /* subnormal, in units of 2^(emin - m) */
-        return (unsigned)nearbyint(ldexp(a, (int)m - emin));
+        return (unsigned)(nearbyint(ldexp(a, (int)m - emin)));
     const double f = frexp(a, &e);          /* a = f * 2^e, f in [0.5, 1): exponent field e - emin */
-    const unsigned bits = ((unsigned)(e - emin) << m) + (unsigned)nearbyint(ldexp(f, (int)m + 1)) - (1u << m);
+    const unsigned bits = ((unsigned)(e - emin) << m) + (unsigned)(nearbyint(ldexp(f, (int)m + 1))) - (1u << m);
     return bits > max_bits ? over : bits;
 }
 

@@ -40,19 +40,20 @@ DTYPES = {
 }
 MATH_SUFFIX = {"float": "f", "double": ""}      # expf / exp: the one per-type table of math functions
 # dtypes stored as bits, one byte or two per element: (read the value, store a value as the bits);
-# {saturate} and {round_mode} are Cast's attributes (float8 only), the defaults everywhere else
+# {saturate} and {round_mode} are Cast's attributes (float8 only), the defaults everywhere else. The
+# explicit (double)(x) keeps clang's -Wdouble-promotion quiet; the parentheses, -Wbad-function-cast.
 STORED = {
-    "float16": ("kiln_h2f({x})", "kiln_f2h({x})"), "bfloat16": ("kiln_bf2f({x})", "kiln_f2bf({x})"),
-    "float8_e4m3fn": ("kiln_e4m3fn_to_f({x})", "kiln_f_to_e4m3fn({x}, {saturate})"),
-    "float8_e4m3fnuz": ("kiln_e4m3fnuz_to_f({x})", "kiln_f_to_e4m3fnuz({x}, {saturate})"),
-    "float8_e5m2": ("kiln_e5m2_to_f({x})", "kiln_f_to_e5m2({x}, {saturate})"),
-    "float8_e5m2fnuz": ("kiln_e5m2fnuz_to_f({x})", "kiln_f_to_e5m2fnuz({x}, {saturate})"),
+    "float16": ("kiln_h2f({x})", "kiln_f2h((double)({x}))"), "bfloat16": ("kiln_bf2f({x})", "kiln_f2bf((double)({x}))"),
+    "float8_e4m3fn": ("kiln_e4m3fn_to_f({x})", "kiln_f_to_e4m3fn((double)({x}), {saturate})"),
+    "float8_e4m3fnuz": ("kiln_e4m3fnuz_to_f({x})", "kiln_f_to_e4m3fnuz((double)({x}), {saturate})"),
+    "float8_e5m2": ("kiln_e5m2_to_f({x})", "kiln_f_to_e5m2((double)({x}), {saturate})"),
+    "float8_e5m2fnuz": ("kiln_e5m2fnuz_to_f({x})", "kiln_f_to_e5m2fnuz((double)({x}), {saturate})"),
     "float8_e8m0fnu": ("kiln_e8m0_to_f({x})", "kiln_f_to_e8m0((float)({x}), {saturate}, {round_mode})"),
-    "float4_e2m1fn": ("kiln_e2m1_to_f({x})", "kiln_f_to_e2m1({x})"),
+    "float4_e2m1fn": ("kiln_e2m1_to_f({x})", "kiln_f_to_e2m1((double)({x}))"),
     # int4 / int2 as ml_dtypes holds them: two's complement in the low bits, the rest zero
-    "int4": ("kiln_sext({x}, 4)", "(uint8_t)((uint64_t)({x}) & 15u)"),
+    "int4": ("(kiln_sext({x}, 4))", "(uint8_t)((uint64_t)({x}) & 15u)"),
     "uint4": ("{x}", "(uint8_t)((uint64_t)({x}) & 15u)"),
-    "int2": ("kiln_sext({x}, 2)", "(uint8_t)((uint64_t)({x}) & 3u)"),
+    "int2": ("(kiln_sext({x}, 2))", "(uint8_t)((uint64_t)({x}) & 3u)"),
     "uint2": ("{x}", "(uint8_t)((uint64_t)({x}) & 3u)"),
 }
 BOOL = np.dtype(bool)

@@ -75,7 +75,7 @@ def _quantize(x, scale, zero_point=None, *, dtype, saturate=1, precision=None):
     integer types, one rounding to float8 (zero_point ignored, as the reference does) or to
     float4 (zero point added in float)."""
     ctype = PRECISIONS.get(precision, "double" if "double" in (x.C, scale.C) else "float")
-    q = f"(({ctype}){x} / ({ctype}){scale})"
+    q = f"(({ctype})({x}) / ({ctype})({scale}))"
     if x.dtype == scale.dtype and x.dtype.name in ("float16", "bfloat16") and precision is None:
         q = load(store(q, x.dtype), x.dtype)           # numpy divides in float16: round the quotient
     name = np.dtype(dtype).name
@@ -84,7 +84,7 @@ def _quantize(x, scale, zero_point=None, *, dtype, saturate=1, precision=None):
     if name == "float4_e2m1fn":
         return Bits(store(f"({q} + {zero_point})" if zero_point is not None else q, dtype))
     lo, hi = _qrange(dtype)
-    v = f"((double)nearbyint{'f' if ctype == 'float' else ''}({q}){f' + {zero_point}' if zero_point is not None else ''})"
+    v = f"((double)(nearbyint{'f' if ctype == 'float' else ''}({q})){f' + {zero_point}' if zero_point is not None else ''})"
     return f"({DTYPES[name][1]})({v} >= {hi}.0 ? {hi} : {v} > {lo}.0 ? {v} : {lo})"   # NaN gives the low end
 
 
@@ -94,7 +94,7 @@ def _dequantize(x, scale, zero_point=None, *, dtype):
     reference does."""
     subtract = zero_point is not None and x.kind != "f"
     ctype = "double" if scale.C == "double" or subtract and x.dtype.name == "int32" else "float"
-    dx = f"(({ctype})(float){x} - ({ctype}){zero_point})" if subtract else f"({ctype})(float){x}"
+    dx = f"(({ctype})(float)({x}) - ({ctype})({zero_point}))" if subtract else f"({ctype})(float)({x})"
     return f"({dx} * {scale})"
 
 
@@ -180,8 +180,8 @@ def _requantize(Y: Value, scales: list[Value], zy: Value | None, per_channel: tu
     zero = "0.0" if zy is None else "(double)ZY[0]"
     lo, hi = _qrange(Y.dtype)
     inputs = {f"S{i}": s for i, s in enumerate(scales)} | ({"ZY": zy} if zy is not None else {})
-    return inputs, (f"({DTYPES[np.dtype(Y.dtype).name][1]})kiln_requantize((int32_t)acc, (double){multiplier}, "
-                    f"{zero}, {lo}.0, {hi}.0)")
+    return inputs, (f"({DTYPES[np.dtype(Y.dtype).name][1]})(kiln_requantize((int32_t)acc, (double)({multiplier}), "
+                    f"{zero}, {lo}.0, {hi}.0))")
 
 
 def _int_matmul(Y, A, B, za, zb, finish, inputs, math) -> Kernel:
