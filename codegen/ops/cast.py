@@ -34,7 +34,8 @@ def convert(X: Operand, dtype: np.dtype, saturate=1, round_mode="up") -> str:
     if kind == "b":
         return f"({X} != 0)"
     if dtype.name in STORED:        # to the stored bits in one step, from the operand's own type
-        return Bits(store(f"kiln_trunc_int64((double)({X}))" if kind != "f" and X.kind == "f" else X, dtype, saturate, round_mode))
+        value = f"kiln_trunc_int64((double)({X}))" if kind != "f" and X.kind == "f" else X
+        return Bits(store(value, dtype, saturate, round_mode))
     if kind == "f" or X.kind != "f":
         return f"({ctype}){X}"
     return f"kiln_sat_{dtype.name}({X})"

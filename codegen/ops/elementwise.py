@@ -119,7 +119,7 @@ def literal(x, dtype) -> str:
     if kind == "b":
         return str(int(bool(x)))
     info = ml_dtypes.iinfo(dtype)
-    if x == info.min and kind == "i":
+    if x == info.min and kind == "i" and info.bits >= 8:      # int4 / int2: a plain number
         return f"INT{info.bits}_MIN"
     suffix = {"uint32": "u"}.get(dtype.name, "")
     text = f"{ctype.upper()[:-2]}_C({x})" if info.bits == 64 else f"{x}{suffix}"

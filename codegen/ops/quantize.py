@@ -18,7 +18,7 @@ import onnx
 
 from . import Kernel, Unsupported, op, shape_strides
 from .conv import resolve_pads, window
-from .elementwise import DTYPES, EXPRESSIONS, STORED, Bits, Expression, elementwise, load, store
+from .elementwise import DTYPES, EXPRESSIONS, Bits, Expression, elementwise, load, store
 from ..ir import Node, Value
 
 FLOAT8 = ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
@@ -84,7 +84,8 @@ def _quantize(x, scale, zero_point=None, *, dtype, saturate=1, precision=None):
     if name == "float4_e2m1fn":
         return Bits(store(f"({q} + {zero_point})" if zero_point is not None else q, dtype))
     lo, hi = _qrange(dtype)
-    v = f"((double)(nearbyint{'f' if ctype == 'float' else ''}({q})){f' + {zero_point}' if zero_point is not None else ''})"
+    rint = "nearbyintf" if ctype == "float" else "nearbyint"
+    v = f"((double)({rint}({q})){f' + {zero_point}' if zero_point is not None else ''})"
     return f"({DTYPES[name][1]})({v} >= {hi}.0 ? {hi} : {v} > {lo}.0 ? {v} : {lo})"   # NaN gives the low end
 
 
