@@ -25,7 +25,11 @@ CASES = ["test_abs", "test_argmax_no_keepdims_example", "test_attention_4d", "te
          "test_group_normalization_example", "test_gru_defaults", "test_hardmax_example", "test_lrn", "test_nllloss_NC",
          "test_rms_normalization_4d_axis0", "test_rotary_embedding", "test_triu",
          "test_attention_4d_with_past_and_present_expanded", "test_causal_conv_with_state_kernel_size_one_expanded",
-         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded"]
+         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded", "test_matmulinteger", "test_convinteger_with_padding",
+         "test_qlinearconv", "test_qlinearmatmul_3D_uint8_float16", "test_dynamicquantizelinear",
+         "test_quantizelinear_blocked_asymmetric", "test_quantizelinear_int4", "test_dequantizelinear_e4m3fn_float16",
+         "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ", "test_cast_FLOAT_to_FLOAT8E4M3FN", "test_cast_FLOAT_to_FLOAT4E2M1",
+         "test_cast_e8m0_FLOAT_to_FLOAT8E8M0", "test_cast_e8m0_FLOAT8E8M0_to_FLOAT", "test_cast_INT4_to_FLOAT"]
 
 # and, from tests/test_constant_inputs.py, cases whose shape inputs are made constants
 CONSTANT_CASES = ["test_cumsum_1d", "test_onehot_without_axis", "test_resize_upsample_scales_nearest", "test_top_k",
