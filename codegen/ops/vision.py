@@ -37,3 +37,40 @@ def grid_sample(outs, X, grid, *, align_corners=0, mode="linear", padding_mode="
                               align_corners=bool(align_corners), lo=lo, hi=hi, taps=taps),
                   macs=Y.size * taps ** len(dims),
                   math=f"Y[n][c][o] = {mode} sample of X[n][c] at grid[n][o] ({padding_mode} padding)")
+
+
+def _base_grid(dims: list[int], align_corners: int) -> np.ndarray:
+    """(prod(dims), r + 1): the normalised coordinates of each output point, last axis first, and 1
+    (in double, as the reference builds them)."""
+    axes = []
+    for d in dims:
+        if align_corners:
+            if d < 2:
+                raise Unsupported("align_corners needs every size to be at least 2")
+            a = np.arange(-1, 1 + 0.0001, 2.0 / (d - 1))
+        else:
+            a = np.arange(-1 + 1.0 / d, 1, 2.0 / d)
+        if len(a) != d:
+            raise Unsupported("the reference's coordinate count differs from the size")
+        axes.append(a)
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.reshape(-1) for m in mesh[::-1]] + [np.ones(mesh[0].size)], axis=1)
+
+
+@op("AffineGrid")
+def affine_grid(outs, theta, size, *, align_corners=0):
+    """The sizes are the output's static shape (N, *dims, r); a constant `size` must agree."""
+    (Y,) = outs
+    require_dtype(theta, Y)
+    dims = list(Y.shape[1:-1])
+    r = len(dims)
+    if r not in (2, 3) or tuple(theta.shape) != (Y.shape[0], r, r + 1) or Y.shape[-1] != r:
+        raise Unsupported("only 2D and 3D grids")
+    if size.is_const and [int(s) for s in size.const.reshape(-1)[2:]] != dims:
+        raise Unsupported("size disagrees with the output's shape")
+    if Y.size == 0:
+        return nothing({"T": theta}, {"Y": Y})
+    base = _base_grid(dims, align_corners)
+    return Kernel("affine_grid", {"T": theta}, {"Y": Y}, consts={"B": base},
+                  params=dict(N=Y.shape[0], P=base.shape[0], r=r),
+                  macs=Y.size * (r + 1), math="Y[n][p][i] = sum_j theta[n][i][j] * base[p][j] (in double)")
