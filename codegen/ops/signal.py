@@ -66,3 +66,32 @@ def dft(outs, input, dft_length=None, axis=None, *, inverse=0, onesided=0):
                   macs=Y.size * max(c["T"] for c in cases),
                   math=f"Y[k] = {'1/L ' if inverse else ''}sum_t X[t] e^({'+' if inverse else '-'}2 pi i k t / L), "
                        f"L = {L}{' (one-sided)' if onesided else ''}")
+
+
+# window name -> its value at n of a window of period N (in double, as the reference's formulas)
+WINDOWS = {
+    "HannWindow": lambda n, N: np.sin(np.pi * n / N) ** 2,
+    "HammingWindow": lambda n, N: 25 / 46 - (1 - 25 / 46) * np.cos(2 * np.pi * n / N),
+    "BlackmanWindow": lambda n, N: 0.42 - 0.5 * np.cos(2 * np.pi * n / N) + 0.08 * np.cos(4 * np.pi * n / N),
+}
+
+
+def _window(name):
+    def lower(outs, size, *, output_datatype=1, periodic=1):
+        """The window depends on its length only, which is the output's static shape: a constant."""
+        (Y,) = outs
+        (length,) = Y.shape
+        if size.is_const and int(size.const.reshape(-1)[0]) != length:
+            raise Unsupported("size disagrees with the output's shape")
+        if np.dtype(Y.dtype).kind != "f" or np.dtype(Y.dtype).name not in ("float32", "float64"):
+            raise Unsupported(f"output dtype {Y.dtype} not supported")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            window = WINDOWS[name](np.arange(length, dtype=np.float64), length if periodic else length - 1)
+        return Kernel("copy", {}, {"Y": Y}, consts={"X": window.astype(Y.dtype)}, params=dict(nbytes=Y.nbytes),
+                      math=f"Y = {name}({length}{', periodic' if periodic else ''}), computed at compile time")
+    lower.__name__ = name
+    return lower
+
+
+for _name in WINDOWS:
+    op(_name)(_window(_name))
