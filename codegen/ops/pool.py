@@ -8,14 +8,20 @@ from . import Kernel, Unsupported, op, require_dtype
 from .conv import resolve_pads
 
 
-def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0):
+def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
+          storage_order=0):
     N, C, *in_sizes = X.shape
-    return Kernel("pool", {"X": X}, {"Y": Y},
+    # where MaxPool's Indices output counts each spatial index from: row-major, or column-major
+    steps = [int(np.prod(in_sizes[d + 1:] if not storage_order else in_sizes[:d])) for d in range(len(in_sizes))]
+    outputs = {"Y": Y} if indices is None else {"Y": Y, "Ind": indices}
+    return Kernel("pool", {"X": X}, outputs,
                   params=dict(kind=kind, NC=N * C, C=C, osize=int(np.prod(Y.shape[2:])), I=in_sizes,
                               O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
-                              count_include_pad=bool(count_include_pad), p=p),
-                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)), epilogue_modes=("flat", "chan"),
+                              count_include_pad=bool(count_include_pad), p=p, indices=indices is not None,
+                              index_steps=steps),
+                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
+                  epilogue_modes=("flat", "chan") if indices is None else None,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
 
 
@@ -31,13 +37,13 @@ def _spatial(X, kernel_shape, strides, dilations):
 @op("MaxPool")
 def max_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
              storage_order=0, strides=None):
-    Y = outs[0]
-    if len(outs) > 1 and outs[1] is not None:
-        raise Unsupported("the Indices output of MaxPool is not supported")
+    """Indices: the first maximum's flat index into X (the spatial part in storage_order)."""
+    Y, indices = (outs + [None])[:2]
     require_dtype(X, Y)
     n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
     begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
-    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0)
+    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0, indices=indices,
+                 storage_order=storage_order)
 
 
 @op("AveragePool")

@@ -2,6 +2,7 @@
 
     Op(x: float16, ...) -> Cast(Op(Cast(x, float32), ...), float16)       (bfloat16 alike)
     ReduceMax(x: bool)  -> Cast(ReduceMax(Cast(x, float32)), bool)        (ReduceMin alike)
+    MaxPool(x: uint8)   -> Cast(MaxPool(Cast(x, float32)), uint8)         (8- and 16-bit integers)
 
 The kernels of these ops compute in float; converting float16 / bfloat16 to float32 is exact,
 so the result is the one a kernel that reads through kiln_h2f() and stores through kiln_f2h()
@@ -24,7 +25,8 @@ REDUCTIONS = ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
 # 8-bit mantissa one rounding more or less is beyond the conformance cases' rtol of 1e-3.
 WIDEN = {"MatMul": HALF, "Gemm": HALF, "Einsum": HALF, "Attention": ("float16",), "Conv": HALF,
          **{r: HALF for r in REDUCTIONS},
-         "ReduceMax": HALF + ("bool",), "ReduceMin": HALF + ("bool",)}
+         "ReduceMax": HALF + ("bool",), "ReduceMin": HALF + ("bool",),
+         "MaxPool": HALF + ("int8", "uint8", "int16", "uint16")}     # exact in float, as is their maximum
 F32 = np.dtype(np.float32)
 
 
