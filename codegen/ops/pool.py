@@ -1,11 +1,12 @@
-"""Pooling over any number of spatial dims: MaxPool, AveragePool (pads, ceil_mode, dilations,
-count_include_pad), and their Global forms (the window is the whole plane)."""
+"""Pooling over any number of spatial dims: MaxPool (and its Indices), AveragePool (pads, ceil_mode,
+dilations, count_include_pad), their Global forms (the window is the whole plane), and MaxUnpool."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op, require_dtype
+from . import Kernel, Unsupported, c_type, op, require_dtype
 from .conv import resolve_pads
+from .layout import nothing
 
 
 def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
@@ -84,3 +85,27 @@ def global_average_pool(outs, X):
 @op("GlobalMaxPool")
 def global_max_pool(outs, X):
     return _global("max", outs, X)
+
+
+@op("MaxUnpool")
+def max_unpool(outs, X, I, output_shape=None, *, kernel_shape=None, pads=None, strides=None):
+    """Y = 0, then Y[I[e]] = X[e]: I indexes the tensor of the inferred shape ((in - 1) * stride - pads
+    + kernel per spatial dim), which sits at the start of a larger output_shape. An index outside
+    that tensor is skipped (the spec calls it an error)."""
+    (Y,) = outs
+    c_type(X, bits=True)          # any dtype: elements are only moved
+    require_dtype(I, dtypes=(np.dtype(np.int64),))
+    n = len(X.shape) - 2
+    if kernel_shape is None or len(kernel_shape) != n:
+        raise Unsupported("kernel_shape must give every spatial dimension")
+    strides, pads = list(strides or [1] * n), list(pads or [0] * (2 * n))
+    inferred = list(X.shape[:2]) + [(X.shape[2 + d] - 1) * strides[d] - pads[d] - pads[n + d] + kernel_shape[d]
+                                    for d in range(n)]
+    if len(Y.shape) != len(inferred) or any(y < i for y, i in zip(Y.shape, inferred)):
+        raise Unsupported("output_shape is smaller than the unpooled shape")
+    if Y.size == 0:
+        return nothing({"X": X}, {"Y": Y})
+    return Kernel("max_unpool", {"X": X, "I": I}, {"Y": Y},
+                  params=dict(size=X.size, nbytes=Y.nbytes, inferred=inferred, total=int(np.prod(inferred)),
+                              y_strides=[int(np.prod(Y.shape[d + 1:])) for d in range(len(Y.shape))]),
+                  math="Y = 0; Y[I[e]] = X[e]")
