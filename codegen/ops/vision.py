@@ -74,3 +74,26 @@ def affine_grid(outs, theta, size, *, align_corners=0):
     return Kernel("affine_grid", {"T": theta}, {"Y": Y}, consts={"B": base},
                   params=dict(N=Y.shape[0], P=base.shape[0], r=r),
                   macs=Y.size * (r + 1), math="Y[n][p][i] = sum_j theta[n][i][j] * base[p][j] (in double)")
+
+
+@op("RoiAlign")
+def roi_align(outs, X, rois, batch_indices, *, coordinate_transformation_mode="half_pixel", mode="avg",
+              output_height=1, output_width=1, sampling_ratio=0, spatial_scale=1.0):
+    """Each roi's bins averaged (or maxed) over a grid of bilinear samples, as the reference; a batch
+    index outside [0, N) is clamped into it (the spec calls it an error)."""
+    (Y,) = outs
+    require_dtype(X, rois, Y)
+    require_dtype(batch_indices, dtypes=(np.dtype(np.int64), np.dtype(np.int32)))
+    if mode not in ("avg", "max") or coordinate_transformation_mode not in ("half_pixel", "output_half_pixel"):
+        raise Unsupported(f"mode {mode!r} with {coordinate_transformation_mode!r} not supported")
+    if len(X.shape) != 4 or tuple(rois.shape[1:]) != (4,):
+        raise Unsupported("X must be [N, C, H, W] and rois [R, 4]")
+    if Y.size == 0 or X.size == 0:
+        return nothing({"X": X, "R": rois, "B": batch_indices}, {"Y": Y})
+    N, C, H, W = X.shape
+    return Kernel("roi_align", {"X": X, "R": rois, "B": batch_indices}, {"Y": Y},
+                  params=dict(N=N, C=C, H=H, W=W, rois=rois.shape[0], PH=output_height, PW=output_width,
+                              ratio=int(sampling_ratio), scale=c_float(spatial_scale), mode=mode,
+                              half_pixel=coordinate_transformation_mode == "half_pixel"),
+                  macs=Y.size * 4 * max(int(sampling_ratio), 1) ** 2,
+                  math=f"Y[r][c] = {mode} of bilinear samples of X[B[r]][c] over each bin of roi r")
