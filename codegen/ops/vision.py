@@ -1,5 +1,5 @@
 """Sampling ops of vision models: GridSample (2D and 3D; nearest, linear and cubic; zeros, border
-and reflection padding) and AffineGrid, as onnx/reference/ops/op_grid_sample.py defines them."""
+and reflection padding), AffineGrid and RoiAlign, as onnx/reference/ops/ defines them."""
 from __future__ import annotations
 
 import numpy as np
