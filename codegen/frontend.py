@@ -1,4 +1,6 @@
-"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants.
+"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants (re-inferring
+shapes as constants appear), and give float kernels float32 copies of half-precision operands
+(passes/widen.py).
 
 This is the only module that touches ONNX protobufs (apart from the reference
 runners in verify.py, which execute the original model).
