@@ -1,4 +1,6 @@
-"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants.
+"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants (re-inferring
+shapes as constants appear), and give float kernels float32 copies of half-precision operands
+(passes/widen.py).
 
 This is the only module that touches ONNX protobufs (apart from the reference
 runners in verify.py, which execute the original model).
@@ -247,6 +249,7 @@ def _check_sizes(graph: Graph) -> None:
 def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
+    from .passes.widen import widen_half
 
     proto, name = load_proto(model)
     proto_copy = onnx.ModelProto()
@@ -263,7 +266,7 @@ def load(model, input_shapes=None) -> Graph:
     graph = fold_constants(graph)
     _require_static(graph)
     _check_sizes(graph)
-    return _materialise_outputs(_drop_unused_outputs(graph))
+    return _materialise_outputs(widen_half(_drop_unused_outputs(graph)))
 
 
 def _drop_unused_outputs(graph: Graph) -> Graph:

@@ -245,4 +245,30 @@ static uint8_t kiln_f_to_e8m0(float x, int saturate, int mode)
     if (e == 0xffu)
         return 0xffu;
     return (uint8_t)(e + (unsigned)(up && !(saturate && e == 0xfeu)));
+
+/* GridSample's reflection of a coordinate into [lo, hi], bouncing off the borders as often as it
+ * takes (in double, as the ONNX reference computes it). */
+static float kiln_gs_reflect(double x, double lo, double hi)
+{
+    const double range = hi - lo;
+    double dx, k, r;
+    if (!(x < lo || x > hi) || !(range > 0.0))
+        return (float)(x < lo || x > hi ? lo : x);
+    dx = x < lo ? lo - x : x - hi;
+    k = floor(dx / range);
+    r = dx - k * range;
+    if ((fmod(k, 2.0) == 0.0) == (x < lo))
+        return (float)(lo + r);
+    return (float)(hi - r);
+}
+
+/* GridSample: the element index a tap at integer coordinate i reads along an axis of length d,
+ * or -1 where zero padding reads 0 (padding 0: zeros, 1: border, 2: reflection into [lo, hi]). */
+static ptrdiff_t kiln_gs_tap(ptrdiff_t i, ptrdiff_t d, double lo, double hi, int padding)
+{
+    if (padding == 1)
+        return i < 0 ? 0 : i >= d ? d - 1 : i;
+    if (padding == 2)
+        i = (ptrdiff_t)kiln_gs_reflect((double)i, lo, hi);
+    return i < 0 || i >= d ? -1 : i;
 }

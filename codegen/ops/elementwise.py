@@ -482,9 +482,12 @@ def min_(*data_0):
 
 @op("Identity", "Dropout")
 def identity(outs, X, ratio=None, training_mode=None, *, seed=None):
-    if len(outs) > 1 and outs[1] is not None:
-        raise Unsupported("the Dropout mask output is not supported (inference only)")
-    if training_mode is not None and (not training_mode.is_const or bool(training_mode.const)):
+    """Dropout drops nothing in inference, nor in training with a ratio of 0: its mask is all true."""
+    if training_mode is not None and (not training_mode.is_const or bool(training_mode.const)) and not (
+            ratio is not None and ratio.is_const and float(ratio.const) == 0):
         raise Unsupported("Dropout in training mode is not supported")
-    (Y,) = outs[:1]
+    Y, mask = (outs + [None])[:2]
+    if mask is not None:
+        return Kernel("dropout", {"X": X}, {"Y": Y, "M": mask}, params=dict(nbytes=Y.nbytes, n=mask.size),
+                      math="Y = X; mask = true")
     return Kernel("copy", {"X": X}, {"Y": Y}, params=dict(nbytes=Y.nbytes), alias=True, math="Y = X")
