@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const
+from . import Kernel, Unsupported, c_type, check_param, guarded, op, require_const, runtime_param
 from .shape import view
 
 
@@ -88,8 +88,12 @@ def split(outs, input, split=None, *, axis=0, num_outputs=None):
     if not 0 <= axis < rank:
         raise Unsupported(f"axis {axis} out of range")
     dim = input.shape[axis]
-    if split is not None:
-        sizes = [int(s) for s in require_const(split, "the split input").reshape(-1)]
+    if split is not None:      # at run time, the split is the outputs' lengths on the axis
+        fixed = None if None in outs else [Y.shape[axis] for Y in outs]
+        sizes = runtime_param(split, fixed)
+        if sizes is None:
+            raise Unsupported("the split input must be a constant when an output is omitted")
+        sizes = [int(s) for s in sizes.reshape(-1)]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     else:      # equal parts (the last one smaller when num_outputs does not divide the axis)
         n = num_outputs or len(outs)
@@ -108,31 +112,47 @@ def split(outs, input, split=None, *, axis=0, num_outputs=None):
             raise Unsupported(f"output {i} has shape {Y.shape}, not the computed {tuple(dims)}")
         outputs[f"Y{i}"] = Y
         parts.append(part(f"Y{i}", dims, strides, offsets[i] * strides[axis]))
-    return strided(input, outputs, parts, math=f"Y0, Y1, ... = consecutive parts of X along axis {axis}")
+    kernel = strided(input, outputs, parts, math=f"Y0, Y1, ... = consecutive parts of X along axis {axis}")
+    return check_param(kernel, "S", split, sizes) if split is not None else kernel
 
 
 @op("Expand")
 def expand(outs, input, shape):
     (Y,) = outs
-    require_const(shape, "the shape input")
     rank = len(Y.shape)
     padded = (1,) * (rank - len(input.shape)) + tuple(input.shape)
     strides = [0 if d == 1 else s for d, s in zip(padded, contiguous_strides(padded))]
-    return strided(input, {"Y": Y}, [part("Y", Y.shape, strides)], math="Y = X broadcast to Y's shape")
+    kernel = strided(input, {"Y": Y}, [part("Y", Y.shape, strides)], math="Y = X broadcast to Y's shape")
+    if shape.is_const or shape.size == 0:
+        return kernel
+    # at run time, each entry of shape must broadcast with X's dim to Y's (1 only where they agree)
+    n = shape.size
+    if len(shape.shape) != 1 or n > rank:
+        raise Unsupported("the shape input must be a list no longer than the output's rank")
+    ok = [f"S[{i}] == {y}" + (" || S[{i}] == 1".format(i=i) if x == y else "")
+          for i, (x, y) in enumerate(zip(padded[rank - n:], Y.shape[rank - n:]))]
+    return guarded(kernel, "S", shape, [(" && ".join(f"({c})" for c in ok), {})])
 
 
 @op("Tile")
 def tile(outs, input, repeats):
     (Y,) = outs
-    repeats = [int(r) for r in require_const(repeats, "the repeats input").reshape(-1)]
-    if len(repeats) != len(input.shape) or any(r < 0 for r in repeats):
+    fixed = [y // x if x else None for x, y in zip(input.shape, Y.shape)]     # at run time: Y's dims / X's
+    counts = runtime_param(repeats, fixed if None not in fixed and len(Y.shape) == len(input.shape) else None)
+    if counts is None:
+        raise Unsupported("the repeats input must be a constant when the output's shape does not fix it")
+    counts = [int(r) for r in counts.reshape(-1)]
+    if len(counts) != len(input.shape) or any(r < 0 for r in counts):
         raise Unsupported("repeats must give one non-negative count per axis")
+    if tuple(r * d for r, d in zip(counts, input.shape)) != tuple(Y.shape):
+        raise Unsupported(f"output shape {Y.shape} differs from the tiled shape")
     # Y, seen as [r0][d0][r1][d1]..., reads X[i0][i1]... whatever the repetition
     dims, strides = [], []
-    for r, d, s in zip(repeats, input.shape, contiguous_strides(input.shape)):
+    for r, d, s in zip(counts, input.shape, contiguous_strides(input.shape)):
         dims += [r, d]
         strides += [0, s]
-    return strided(input, {"Y": Y}, [part("Y", dims, strides)], math=f"Y = X repeated {repeats} times")
+    kernel = strided(input, {"Y": Y}, [part("Y", dims, strides)], math=f"Y = X repeated {counts} times")
+    return check_param(kernel, "R", repeats, counts)
 
 
 def _regroup(X, Y, shape, perm, math):

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_float, c_type, op, require_const, require_dtype
+from . import Kernel, Unsupported, c_float, c_type, check_param, op, require_const, require_dtype, runtime_param
 from .layout import contiguous_strides, nothing
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -143,8 +143,14 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
     if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
         raise Unsupported("axes out of range or repeated")
-    scales = require_const(scales, "the scales input")
-    sizes = require_const(sizes, "the sizes input")
+    if scales is not None and runtime_param(scales) is None:
+        raise Unsupported("the scales input must be a compile-time constant (the sampling depends on "
+                          "its values, not only on the output's shape)")
+    sizes_in, stretch = sizes, keep_aspect_ratio_policy == "stretch"
+    scales = runtime_param(scales)
+    sizes = runtime_param(sizes, [Y.shape[a] for a in axes] if stretch else None)   # at run time: Y's dims
+    if sizes_in is not None and sizes is None:
+        raise Unsupported("the sizes input must be a compile-time constant with a keep_aspect_ratio_policy")
     scales = None if scales is None or scales.size == 0 else [float(s) for s in scales.reshape(-1)]
     sizes = None if sizes is None or sizes.size == 0 else [int(s) for s in sizes.reshape(-1)]
     if (scales is None) == (sizes is None):
@@ -184,7 +190,7 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     if tuple(size_of) != tuple(Y.shape):
         raise Unsupported(f"output shape {Y.shape} differs from the computed {tuple(size_of)}")
     if Y.size == 0:
-        return nothing({"X": X}, {"Y": Y})
+        return check_param(nothing({"X": X}, {"Y": Y}), "S", sizes_in, sizes or [])
     if X.size == 0:
         raise Unsupported("resizes an empty tensor")
 
@@ -224,13 +230,14 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
         consts["Q"] = np.concatenate(offsets).astype(np.int32 if X.size < 2**31 else np.int64)
     if weights:
         consts["Wt"] = np.concatenate(weights)
-    return Kernel("resize", {"X": X}, {"Y": Y}, consts=consts,
+    return check_param(Kernel("resize", {"X": X}, {"Y": Y}, consts=consts,
                   params=dict(rows=rows, ctype=ctype, extrapolate=extrapolate,
                               qtype="int32_t" if X.size < 2**31 else "int64_t",
                               value=c_float(extrapolation_value) if ctype == "float" else None,
                               taps=[r for r in rows if r["kind"] == "taps"]),
                   macs=Y.size * int(np.prod([r["taps"] for r in rows if r["kind"] == "taps"], dtype=np.int64)),
-                  math=f"Y = resize(X) by {mode} ({ctm}), sizes {list(X.shape)} -> {list(Y.shape)}")
+                  math=f"Y = resize(X) by {mode} ({ctm}), sizes {list(X.shape)} -> {list(Y.shape)}"),
+                       "S", sizes_in, sizes or [])
 
 
 @op("Upsample")
