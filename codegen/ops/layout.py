@@ -264,14 +264,14 @@ def trilu(outs, input, k=None, *, upper=1):
     c_type(input, bits=True)
     if len(input.shape) < 2:
         raise Unsupported("Trilu needs at least 2 dimensions")
-    k = 0 if k is None else int(require_const(k, "the k input").reshape(-1)[0])
+    known = runtime_param(k) if k is not None else np.zeros(1, dtype=np.int64)
     if Y.size == 0:
         return nothing({"X": input}, {"Y": Y})
     *batch, R, C = input.shape
     keep = "j - i >= k" if upper else "j - i <= k"
-    return Kernel("trilu", {"X": input}, {"Y": Y},
-                  params=dict(B=int(np.prod(batch, dtype=np.int64)), R=R, C=C, k=max(-R - 1, min(C + 1, k)),
-                              upper=bool(upper)),
+    return Kernel("trilu", {"X": input, **({"K": k} if known is None else {})}, {"Y": Y},     # K: read at run time
+                  params=dict(B=int(np.prod(batch, dtype=np.int64)), R=R, C=C, upper=bool(upper),
+                              k=None if known is None else max(-R - 1, min(C + 1, int(known.reshape(-1)[0])))),
                   math=f"Y[..][i][j] = X[..][i][j] where {keep}, else 0")
 
 

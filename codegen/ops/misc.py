@@ -1,11 +1,12 @@
-"""Hardmax, LpNormalization (along one axis), CumProd (constant axis), EyeLike, Compress (constant
+"""Hardmax, LpNormalization (along one axis), CumProd (as CumSum, in reduce.py), EyeLike, Compress (constant
 condition, as a Gather with constant indices), CenterCropPad (constant shape, as a Pad)."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const, require_dtype, wrapping_type
+from . import Kernel, Unsupported, c_type, op, require_const, require_dtype
 from .layout import nothing
+from .reduce import cumulative
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -48,30 +49,7 @@ def lp_normalization(outs, input, *, axis=-1, p=2):
 
 @op("CumProd")
 def cum_prod(outs, x, axis, *, exclusive=0, reverse=0):
-    (Y,) = outs
-    ctype = c_type(x)
-    if np.dtype(x.dtype) == np.bool_:
-        raise Unsupported("CumProd of bool")
-    rank = len(x.shape)
-    if x.size == 0:
-        return nothing({"X": x}, {"Y": Y})
-    if axis.size != 1 or axis.dtype is None or np.dtype(axis.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
-        raise Unsupported("axis must be one int32 or int64 number")
-    common = dict(ctype=ctype, acc=wrapping_type(x.dtype) or ctype, product=True,
-                  exclusive=bool(exclusive), reverse=bool(reverse))
-    cases = [dict(axis=a, outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
-                  inner=int(np.prod(x.shape[a + 1:], dtype=np.int64))) for a in range(rank)]
-    how = f"{', exclusive' if exclusive else ''}{', reversed' if reverse else ''}"
-    if axis.is_const:
-        a = int(axis.const.reshape(-1)[0])
-        if not -rank <= a < rank:
-            raise Unsupported("axis must be within the rank")
-        case = cases[a % rank]
-        return Kernel("cumsum", {"X": x}, {"Y": Y}, params=dict(common, **case), macs=x.size,
-                      math=f"Y = running product of X along axis {case['axis']}{how}")
-    # the axis arrives at run time: one loop nest per possible axis
-    return Kernel("cum_any_axis", {"X": x, "A": axis}, {"Y": Y}, params=dict(common, cases=cases, rank=rank),
-                  macs=x.size, math=f"Y = running product of X along axis A[0]{how}")
+    return cumulative(outs[0], x, axis, exclusive=exclusive, reverse=reverse, product=True)
 
 
 @op("EyeLike")
