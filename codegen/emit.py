@@ -163,12 +163,13 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         idx = (lambda a, e, s=frozenset(splat): "0" if a in s else e)
         render = lambda extra: env.get_template(f"{kernel.template}.c.j2").render(   # noqa: E731
             **{**kernel.params, **extra}, idx=idx)
-        body = "" if alias_only else _guarded(kernel.cases, render) if kernel.cases else render({})
+        body = "" if alias_only else _guarded(kernel.cases, render) if kernel.cases else \
+            render({}) + ("    return 0;\n" if kernel.fails else "")
         outs = [a for a in args if a["is_out"]]
         layers.append(dict(
             step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}",
             ops=" + ".join(f'{op} "{c_comment(name)}"' for op, name in node.sources), math=kernel.math,
-            args=args, body=body, alias_only=alias_only, fails=bool(kernel.cases),
+            args=args, body=body, alias_only=alias_only, fails=bool(kernel.cases) or kernel.fails,
             io=[f'{c_comment(a["value"].name)} {c_type(a["value"].dtype)[0]}{list(a["value"].shape)} '
                 f'{_where(plan, a["value"].name)}' for a in args if a["value"] is not None],
             probe=outs[0] if outs else None))

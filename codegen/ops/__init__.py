@@ -42,6 +42,7 @@ class Kernel:
     # overriding `params`) -- the layer runs the first case whose condition holds, and fails (its
     # function returns nonzero, and so does the model's run) when none does
     cases: list[tuple[str, dict]] = field(default_factory=list)
+    fails: bool = False             # the template itself returns 1 when a parameter it reads is invalid
 
 
 @dataclass

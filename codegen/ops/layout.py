@@ -208,9 +208,15 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
     if mode not in PAD_MODES:
         raise Unsupported(f"mode {mode!r} not supported")
     rank = len(data.shape)
-    pads = [int(p) for p in require_const(pads, "the pads input").reshape(-1)]
-    axes = list(range(rank)) if axes is None else \
-        [int(a) + rank if a < 0 else int(a) for a in require_const(axes, "the axes input").reshape(-1)]
+    inputs = {"X": data}
+    if constant_value is not None and mode == "constant":
+        if constant_value.dtype != data.dtype or constant_value.size != 1:
+            raise Unsupported("constant_value must be one element of the data's dtype")
+        inputs["V"] = constant_value      # read as V[0]: exact for every dtype
+    if runtime_param(pads) is None or axes is not None and runtime_param(axes) is None:
+        return _pad_at_run_time(Y, data, pads, axes, mode, inputs)
+    pads = [int(p) for p in runtime_param(pads).reshape(-1)]
+    axes = list(range(rank)) if axes is None else [int(a) + rank if a < 0 else int(a) for a in runtime_param(axes).reshape(-1)]
     if len(pads) != 2 * len(axes) or any(not 0 <= a < rank for a in axes):
         raise Unsupported("pads must give a begin and an end per axis")
     begin, end = [0] * rank, [0] * rank
@@ -235,11 +241,6 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
         return nothing({"X": data}, {"Y": Y})
     strides = contiguous_strides(data.shape)
     offsets = [np.where(t < 0, -1, t * s) for t, s in zip(tables, strides)]
-    inputs = {"X": data}
-    if constant_value is not None and mode == "constant":
-        if constant_value.dtype != data.dtype or constant_value.size != 1:
-            raise Unsupported("constant_value must be one element of the data's dtype")
-        inputs["V"] = constant_value      # read as V[0]: exact for every dtype
     # axes whose table is the identity need no table: X's offset follows the loop index
     dims, rows, blob = [], [], []
     for d, (t, s) in enumerate(zip(offsets, strides)):
@@ -254,8 +255,41 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
         consts["T"] = table.astype(np.int32 if data.size < 2**31 else np.int64)
     return Kernel("pad", inputs, {"Y": Y}, consts=consts,
                   params=dict(dims=dims, rows=rows, value="V[0]" if "V" in inputs else "0", ctype=ctype,
-                              constant=mode == "constant"),
+                              constant=mode == "constant", fills=[]),
                   math=f"Y = pad(X, begin {begin}, end {end}, mode {mode})")
+
+
+def _pad_at_run_time(Y, data, pads, axes, mode, inputs) -> Kernel:
+    """Pad whose pads (or axes) arrive at run time: the kernel fills the per-axis tables itself, from
+    the begin pads it reads, and fails unless each axis's begin + end is what Y's static shape says."""
+    rank = len(data.shape)
+    k = rank if axes is None else axes.size
+    if pads.size != 2 * k:
+        raise Unsupported("pads must give a begin and an end per axis")
+    listed = None if axes is None else runtime_param(axes)
+    consts = {"A": np.arange(rank, dtype=np.int64)} if axes is None else {} if listed is None else {"A": listed}
+    if listed is not None:
+        listed = [int(a) % rank for a in listed.reshape(-1)]
+    strides = contiguous_strides(data.shape)
+    rows, fills = [], []
+    for d, (n, m) in enumerate(zip(data.shape, Y.shape)):
+        if listed is not None and d not in listed:      # not padded: the identity
+            if n != m:
+                raise Unsupported(f"output shape {Y.shape} differs from the padded shape")
+            rows.append(dict(at=0, stride=strides[d], ident=True))
+            continue
+        lo, hi = (-n, m) if mode == "constant" else (0, m - n)     # the begin pads that can give m
+        if lo > hi or mode != "constant" and n == 0 and m:
+            raise Unsupported(f"mode {mode!r} cannot pad {n} elements to {m}")
+        at = sum(f["m"] for f in fills)
+        rows.append(dict(at=at, stride=strides[d], ident=False))
+        fills.append(dict(axis=d, at=at, n=n, m=m, lo=lo, hi=hi, stride=strides[d]))
+    return Kernel("pad", {**inputs, "P": pads, **({"A": axes} if axes is not None and not consts else {})},
+                  {"Y": Y}, consts=consts, fails=True,
+                  params=dict(dims=list(Y.shape), rows=rows, value="V[0]" if "V" in inputs else "0",
+                              ctype=c_type(data, bits=True), constant=mode == "constant", fills=fills, mode=mode,
+                              rank=rank, k=k, big=max([*data.shape, *Y.shape])),
+                  math=f"Y = pad(X, begin P[0:{k}], end P[{k}:{2 * k}] on the axes A, mode {mode})")
 
 
 @op("Trilu")

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from . import (Kernel, Unsupported, c_float, c_type, guarded, op, require_const, require_dtype, runtime_param,
+from . import (Kernel, Unsupported, c_float, c_type, guarded, op, require_dtype, runtime_param,
                shape_strides, wrapping_type)
 from .elementwise import expression
 from .layout import nothing

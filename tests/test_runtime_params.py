@@ -1,0 +1,117 @@
+"""Operator parameters (axes, K, pads, k, ...) fed as run-time inputs.
+
+Where the static shapes fix a parameter, the layer checks the value it is given; where they do not,
+the layer reads it. Either way a value that does not fit the compiled shapes makes `NAME_run`
+return nonzero (the Runner raises), never a wrong output. Each test runs one compiled model on
+several parameter values, against numpy.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import codegen
+
+from .conftest import TEST_CFLAGS
+
+F, I64 = TensorProto.FLOAT, TensorProto.INT64
+
+
+def _build(op, inputs, outputs, opset=18, **attrs):
+    """One-node model: inputs/outputs as [(name, elem_type, shape)] (None: an omitted input)."""
+    node = helper.make_node(op, [i[0] if i else "" for i in inputs], [n for n, _, _ in outputs], name="node", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(*i) for i in inputs if i],
+                              [helper.make_tensor_value_info(*o) for o in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return codegen.compile(model, name="rt").build(TEST_CFLAGS)
+
+
+def _rejects(run, *arrays):
+    with pytest.raises(RuntimeError, match="does not fit"):
+        run(*arrays)
+
+
+X = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 7.5
+
+
+def test_topk_checks_k():
+    run = _build("TopK", [("x", F, [2, 3, 4]), ("k", I64, [1])], [("y", F, [2, 3, 2]), ("i", I64, [2, 3, 2])])
+    y, i = run(X, np.array([2]))
+    np.testing.assert_array_equal(y, -np.sort(-X, axis=-1)[..., :2])
+    _rejects(run, X, np.array([3]))
+
+
+def test_reduce_picks_the_axes_at_run_time():
+    run = _build("ReduceSum", [("x", F, [3, 2, 2]), ("axes", I64, [1])], [("y", F, [3, 2])], keepdims=0)
+    x = X.reshape(3, 2, 4)[..., :2].copy()
+    for axes in ([1], [-2], [2], [-1]):
+        np.testing.assert_allclose(run(x, np.array(axes))[0], x.sum(axis=axes[0]))
+    for axes in ([0], [3], [-4]):
+        _rejects(run, x, np.array(axes))
+
+
+def test_reduce_keepdims_checks_the_axes():
+    run = _build("ReduceMax", [("x", F, [2, 3, 4]), ("axes", I64, [2])], [("y", F, [2, 1, 1])], keepdims=1)
+    for axes in ([1, 2], [-1, 1], [2, -2]):
+        np.testing.assert_array_equal(run(X, np.array(axes))[0], X.max(axis=(1, 2), keepdims=True))
+    for axes in ([1, 1], [0, 2], [1, 5]):
+        _rejects(run, X, np.array(axes))
+
+
+def test_cumsum_reads_the_axis():
+    run = _build("CumSum", [("x", F, [2, 3, 4]), ("axis", I64, [])], [("y", F, [2, 3, 4])], reverse=1)
+    for axis in (0, 1, 2, -1, -3):
+        np.testing.assert_allclose(run(X, np.array(axis))[0], np.flip(np.cumsum(np.flip(X, axis), axis), axis))
+    for axis in (3, -4):
+        _rejects(run, X, np.array(axis))
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+def test_trilu_reads_k(upper):
+    run = _build("Trilu", [("x", F, [2, 3, 4]), ("k", I64, [])], [("y", F, [2, 3, 4])], opset=14, upper=upper)
+    for k in (-9, -3, -1, 0, 2, 4, 2**40, -2**62):
+        want = np.triu(X, k) if upper else np.tril(X, k)
+        np.testing.assert_array_equal(run(X, np.array(k))[0], want)
+
+
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "wrap"])
+def test_pad_reads_the_pads(mode):
+    run = _build("Pad", [("x", F, [2, 3, 4]), ("pads", I64, [6])], [("y", F, [2, 8, 5])], mode=mode)
+    begins = [(0, 0, 0), (0, 5, 1), (0, 2, 0), (0, 3, 1)]
+    if mode == "constant":     # negative pads crop
+        begins += [(0, 4, -1), (0, -2, 3), (0, 7, -2)]
+    for begin in begins:
+        end = [m - n - b for n, m, b in zip(X.shape, (2, 8, 5), begin)]
+        got = run(X, np.array([*begin, *end]))[0]
+        crop = tuple(slice(max(-b, 0), X.shape[a] - max(-e, 0)) for a, (b, e) in enumerate(zip(begin, end)))
+        want = np.pad(X[crop], [(max(b, 0), max(e, 0)) for b, e in zip(begin, end)], mode=mode)
+        np.testing.assert_array_equal(got, want, err_msg=str(begin))
+    _rejects(run, X, np.array([0, 2, 0, 0, 2, 1]))          # 3 + 4 elements, not 8
+    _rejects(run, X, np.array([0, 2**40, 0, 0, 5 - 2**40, 1]))
+    if mode != "constant":
+        _rejects(run, X, np.array([0, 6, -1, 0, -1, 2]))    # negative pads only crop in constant mode
+
+
+def test_pad_reads_the_axes():
+    run = _build("Pad", [("x", F, [2, 3, 4]), ("pads", I64, [2]), None, ("axes", I64, [1])], [("y", F, [2, 3, 7])])
+    for axes, begin in (([2], 1), ([-1], 3)):
+        want = np.pad(X, [(0, 0), (0, 0), (begin, 3 - begin)])
+        np.testing.assert_array_equal(run(X, np.array([begin, 3 - begin]), np.array(axes))[0], want)
+    _rejects(run, X, np.array([1, 2]), np.array([1]))      # axis 1 stays 3 long in Y
+    _rejects(run, X, np.array([1, 2]), np.array([3]))
+
+
+def test_derived_parameters_are_checked():
+    run = _build("Tile", [("x", F, [2, 3, 4]), ("r", I64, [3])], [("y", F, [4, 3, 8])])
+    np.testing.assert_array_equal(run(X, np.array([2, 1, 2]))[0], np.tile(X, (2, 1, 2)))
+    _rejects(run, X, np.array([2, 1, 3]))
+    run = _build("Expand", [("x", F, [3, 1]), ("s", I64, [2])], [("y", F, [3, 4])])
+    x = X[0, :, :1].copy()
+    for shape in ([3, 4], [1, 4]):
+        np.testing.assert_array_equal(run(x, np.array(shape))[0], np.broadcast_to(x, (3, 4)))
+    _rejects(run, x, np.array([3, 5]))
+    run = _build("Split", [("x", F, [2, 3, 4]), ("s", I64, [2])], [("a", F, [2, 3, 1]), ("b", F, [2, 3, 3])], axis=2)
+    a, b = run(X, np.array([1, 3]))
+    np.testing.assert_array_equal(np.concatenate([a, b], axis=2), X)
+    _rejects(run, X, np.array([2, 2]))
