@@ -106,3 +106,24 @@ static uint64_t kiln_sat_uint64(double v)
 {
     return isnan(v) || v <= -1.0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v;
 }
+
+/* Slice along an axis of n > 0 elements, step != 0: how many of the indices start, start + step, ...
+ * lie before end once ONNX has clamped start and end (negative ones count from the end); the first
+ * of them goes to *first. */
+static int64_t kiln_slice(int64_t start, int64_t end, int64_t step, int64_t n, int64_t *first)
+{
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    if (step > n) step = n;                 /* a longer step reads one index, as this one does */
+    if (step < -n) step = -n;
+    if (step > 0) {
+        start = start < 0 ? 0 : start > n ? n : start;
+        end = end < 0 ? 0 : end > n ? n : end;
+        *first = start;
+        return end > start ? (end - start - 1) / step + 1 : 0;
+    }
+    start = start < 0 ? -1 : start > n - 1 ? n - 1 : start;
+    end = end < -1 ? -1 : end > n - 1 ? n - 1 : end;
+    *first = start;
+    return start > end ? (start - end - 1) / -step + 1 : 0;
+}

@@ -102,6 +102,29 @@ def test_pad_reads_the_axes():
     _rejects(run, X, np.array([1, 2]), np.array([3]))
 
 
+def test_slice_reads_starts_ends_axes_steps():
+    ins = [("x", F, [2, 3, 4]), ("b", I64, [2]), ("e", I64, [2]), ("a", I64, [2]), ("s", I64, [2])]
+    run = _build("Slice", ins, [("y", F, [2, 2, 2])])
+    big = 2**63 - 1
+    for b, e, a, s in [([0, 1], [2, 3], [1, 2], [1, 1]), ([1, 3], [-big, 0], [-2, 2], [-1, -2]),
+                       ([-5, 0], [2, big], [1, 2], [1, 3]), ([1, 0], [3, 4], [1, 2], [1, 2]),
+                       ([3, 1], [-big - 1, -big - 1], [2, 1], [-2, -1])]:
+        want = X
+        for start, end, axis, step in zip(b, e, a, s):
+            index = [slice(None)] * 3
+            index[axis] = slice(max(start, -big), end, step)
+            want = want[tuple(index)]
+        got = run(X, *map(np.array, (b, e, a, s)))[0]
+        np.testing.assert_array_equal(got, want, err_msg=str((b, e, a, s)))
+    _rejects(run, X, *map(np.array, ([0, 0], [2, 3], [1, 2], [1, 1])))       # 3 along axis 2, not 2
+    _rejects(run, X, *map(np.array, ([0, 0], [2, 2], [1, 2], [1, 0])))       # a step of 0
+    _rejects(run, X, *map(np.array, ([0, 0], [2, 2], [1, 3], [1, 1])))       # no axis 3
+    run = _build("Slice", [ins[0], ("b", I64, [1]), ("e", I64, [1]), ("a", I64, [1]), ("s", I64, [1])], [("y", F, [2, 1, 4])])
+    for step in (-2**63, -2**62, 2**62, 2**63 - 1):      # one index, however long the step
+        got = run(X, np.array([1]), np.array([-9 if step < 0 else 9]), np.array([1]), np.array([step]))[0]
+        np.testing.assert_array_equal(got, X[:, 1:2])
+
+
 def test_derived_parameters_are_checked():
     run = _build("Tile", [("x", F, [2, 3, 4]), ("r", I64, [3])], [("y", F, [4, 3, 8])])
     np.testing.assert_array_equal(run(X, np.array([2, 1, 2]))[0], np.tile(X, (2, 1, 2)))

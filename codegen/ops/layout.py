@@ -1,15 +1,17 @@
-"""Data movement whose pattern is known at compile time: Slice, Split, Expand, Tile, DepthToSpace,
-SpaceToDepth (strided copies), Pad (per-axis index tables), Trilu (a mask), Range (folded).
+"""Data movement: Slice, Split, Expand, Tile, DepthToSpace, SpaceToDepth (strided copies), Pad
+(per-axis index tables), Trilu (a mask), Range (folded).
 
 Every one of them moves elements without looking at them, so it works for any dtype: the
-template indexes typed pointers and never names the type. Inputs that define the output's shape
-(starts/ends, split, shape, repeats, pads) must be compile-time constants.
+template indexes typed pointers and never names the type. Parameter inputs (starts/ends, split,
+shape, repeats, pads, k) may arrive at run time: those the output's static shape fixes are checked
+then (split, shape, repeats); the others are read (Slice's and Pad's fill their tables at run time,
+Trilu's k).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, check_param, guarded, op, require_const, runtime_param
+from . import Kernel, Unsupported, c_type, check_param, guarded, op, runtime_param
 from .shape import view
 
 
@@ -55,13 +57,13 @@ def strided(X, outputs: dict, parts: list[dict], math: str) -> Kernel:
 @op("Slice")
 def slice_(outs, data, starts, ends, axes=None, steps=None):
     (Y,) = outs
-    starts = require_const(starts, "the starts input").reshape(-1)
-    ends = require_const(ends, "the ends input").reshape(-1)
+    if any(v is not None and runtime_param(v) is None for v in (starts, ends, axes, steps)):
+        return _slice_at_run_time(Y, data, starts, ends, axes, steps)
+    starts = runtime_param(starts).reshape(-1)
+    ends = runtime_param(ends).reshape(-1)
     rank = len(data.shape)
-    axes = list(range(len(starts))) if axes is None else \
-        [int(a) for a in require_const(axes, "the axes input").reshape(-1)]
-    steps = [1] * len(starts) if steps is None else \
-        [int(s) for s in require_const(steps, "the steps input").reshape(-1)]
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in runtime_param(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in runtime_param(steps).reshape(-1)]
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise Unsupported("starts, ends, axes and steps differ in length")
     axes = [a + rank if a < 0 else a for a in axes]
@@ -79,6 +81,28 @@ def slice_(outs, data, starts, ends, axes=None, steps=None):
         raise Unsupported(f"output shape {Y.shape} differs from the computed {tuple(dims)}")
     return strided(data, {"Y": Y}, [part("Y", dims, strides, base)],
                    math=f"Y = X[start:end:step] along axes {axes}")
+
+
+def _slice_at_run_time(Y, data, starts, ends, axes, steps) -> Kernel:
+    """Slice with starts, ends, axes or steps given at run time: the kernel clamps them as ONNX says
+    (kiln_slice) and fails unless they select Y's static shape."""
+    k = starts.size
+    if any(v is not None and v.size != k for v in (ends, axes, steps)):
+        raise Unsupported("starts, ends, axes and steps differ in length")
+    if data.size == 0:
+        raise Unsupported("slices an empty tensor")
+    c_type(data, bits=True)
+    inputs, consts = {"X": data}, {}
+    for arg, v, default in (("B", starts, None), ("E", ends, None), ("A", axes, np.arange(k)), ("S", steps, np.ones(k))):
+        known = default if v is None else runtime_param(v)
+        if known is None:
+            inputs[arg] = v
+        else:
+            consts[arg] = np.asarray(known, dtype=np.int64).reshape(-1)
+    return Kernel("slice", inputs, {"Y": Y}, consts=consts, fails=True,
+                  params=dict(rank=len(data.shape), k=k, dims=list(data.shape), out=list(Y.shape),
+                              strides=contiguous_strides(data.shape)),
+                  math="Y = X[B:E:S] along the axes A (clamped as ONNX says)")
 
 
 @op("Split")
