@@ -127,3 +127,12 @@ static int64_t kiln_slice(int64_t start, int64_t end, int64_t step, int64_t n, i
     *first = start;
     return start > end ? (start - end - 1) / -step + 1 : 0;
 }
+
+/* How many of the n bools at c are true. */
+static size_t kiln_count_true(const uint8_t *c, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; ++i)
+        count += c[i] != 0;
+    return count;
+}

@@ -138,3 +138,17 @@ def test_derived_parameters_are_checked():
     a, b = run(X, np.array([1, 3]))
     np.testing.assert_array_equal(np.concatenate([a, b], axis=2), X)
     _rejects(run, X, np.array([2, 2]))
+
+
+def test_compress_counts_then_reads_the_condition():
+    run = _build("Compress", [("x", F, [2, 3, 4]), ("c", TensorProto.BOOL, [4])], [("y", F, [2, 3, 2])], axis=2)
+    for cond in ([1, 0, 0, 1], [0, 1, 1, 0], [1, 1, 0, 0]):
+        cond = np.array(cond, dtype=bool)
+        np.testing.assert_array_equal(run(X, cond)[0], np.compress(cond, X, axis=2))
+    _rejects(run, X, np.array([1, 1, 1, 0], dtype=bool))
+
+
+def test_center_crop_pad_checks_the_shape():
+    run = _build("CenterCropPad", [("x", F, [2, 3, 4]), ("s", I64, [2])], [("y", F, [2, 2, 6])], axes=[1, 2])
+    np.testing.assert_array_equal(run(X, np.array([2, 6]))[0], np.pad(X[:, 0:2], [(0, 0), (0, 0), (1, 1)]))
+    _rejects(run, X, np.array([2, 5]))

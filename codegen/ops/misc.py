@@ -1,10 +1,11 @@
-"""Hardmax, LpNormalization (along one axis), CumProd (as CumSum, in reduce.py), EyeLike, Compress (constant
-condition, as a Gather with constant indices), CenterCropPad (constant shape, as a Pad)."""
+"""Hardmax, LpNormalization (along one axis), CumProd (as CumSum, in reduce.py), EyeLike, Compress (a
+constant condition as a Gather with constant indices; one given at run time is counted, then read),
+CenterCropPad (as a Pad; a shape given at run time is checked against the output's)."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const, require_dtype
+from . import Kernel, Unsupported, c_type, check_param, guarded, op, require_dtype, runtime_param
 from .layout import nothing
 from .reduce import cumulative
 
@@ -72,11 +73,13 @@ def eye_like(outs, input, *, dtype=None, k=0):
 def compress(outs, input, condition, *, axis=None):
     (Y,) = outs
     c_type(input, bits=True)
-    cond = require_const(condition, "the condition").reshape(-1).astype(bool)
     if axis is None:
         outer, A, inner = 1, input.size, 1
     else:
         outer, A, inner = _split(input.shape, axis)
+    if runtime_param(condition) is None:
+        return _compress_at_run_time(Y, input, condition, outer, A, inner)
+    cond = runtime_param(condition).reshape(-1).astype(bool)
     idx = np.nonzero(cond[:A])[0]
     if Y.size == 0 or idx.size == 0 or A == 0:
         return nothing({"X": input}, {"Y": Y})
@@ -87,20 +90,33 @@ def compress(outs, input, condition, *, axis=None):
                   math=f"Y = the slices of X along axis {axis} where the condition holds")
 
 
+def _compress_at_run_time(Y, X, condition, outer, A, inner) -> Kernel:
+    """The condition at run time: the kernel copies the slices where it holds, and fails unless they
+    are as many as Y's static shape holds."""
+    require_dtype(condition, dtypes=(np.dtype(np.bool_),))
+    if len(condition.shape) != 1 or outer * inner == 0 or Y.size % (outer * inner):
+        raise Unsupported("the condition must be 1-D and the output a whole number of slices")
+    N, L = Y.size // (outer * inner), min(condition.size, A)
+    kernel = Kernel("compress", {"X": X}, {"Y": Y}, params=dict(outer=outer, A=A, L=L, N=N, inner=inner),
+                    math="Y = the slices of X along the axis where C holds")
+    return guarded(kernel, "C", condition, [(f"kiln_count_true(C, {L}) == {N}", {})])
+
+
 @op("CenterCropPad")
 def center_crop_pad(outs, input_data, shape, *, axes=None):
     """The target sizes are read off the output's shape (known at compile time), so `shape` may be a
-    run-time input; lowered as a Pad with negative pads where it crops."""
+    run-time input (checked to hold them); lowered as a Pad with negative pads where it crops."""
     from ..ir import Value
     from .layout import pad
     (Y,) = outs
     rank = len(input_data.shape)
     if Y.shape is None or len(Y.shape) != rank:
         raise Unsupported("the output shape must be known")
+    axes_ = list(range(rank)) if axes is None else [a % rank for a in axes]
+    sizes = runtime_param(shape, [Y.shape[a] for a in axes_])
     if shape.is_const:
-        axes_ = list(range(rank)) if axes is None else [a % rank for a in axes]
         want = list(input_data.shape)
-        for a, s in zip(axes_, shape.const.reshape(-1)):
+        for a, s in zip(axes_, sizes.reshape(-1)):
             want[a] = int(s)
         if tuple(want) != tuple(Y.shape):
             raise Unsupported("the output shape differs from the shape input")
@@ -114,7 +130,7 @@ def center_crop_pad(outs, input_data, shape, *, axes=None):
         end.append(s - n - b)
     pads = Value(name="pads", shape=(2 * rank,), dtype=np.dtype(np.int64),
                  const=np.array(begin + end, dtype=np.int64))
-    return pad([Y], input_data, pads)
+    return check_param(pad([Y], input_data, pads), "S", shape, sizes)
 
 
 @op("Col2Im")
