@@ -119,7 +119,8 @@ def test_slice_reads_starts_ends_axes_steps():
     _rejects(run, X, *map(np.array, ([0, 0], [2, 3], [1, 2], [1, 1])))       # 3 along axis 2, not 2
     _rejects(run, X, *map(np.array, ([0, 0], [2, 2], [1, 2], [1, 0])))       # a step of 0
     _rejects(run, X, *map(np.array, ([0, 0], [2, 2], [1, 3], [1, 1])))       # no axis 3
-    run = _build("Slice", [ins[0], ("b", I64, [1]), ("e", I64, [1]), ("a", I64, [1]), ("s", I64, [1])], [("y", F, [2, 1, 4])])
+    one = [ins[0]] + [(name, I64, [1]) for name in "beas"]
+    run = _build("Slice", one, [("y", F, [2, 1, 4])])
     for step in (-2**63, -2**62, 2**62, 2**63 - 1):      # one index, however long the step
         got = run(X, np.array([1]), np.array([-9 if step < 0 else 9]), np.array([1]), np.array([step]))[0]
         np.testing.assert_array_equal(got, X[:, 1:2])
@@ -152,3 +153,14 @@ def test_center_crop_pad_checks_the_shape():
     run = _build("CenterCropPad", [("x", F, [2, 3, 4]), ("s", I64, [2])], [("y", F, [2, 2, 6])], axes=[1, 2])
     np.testing.assert_array_equal(run(X, np.array([2, 6]))[0], np.pad(X[:, 0:2], [(0, 0), (0, 0), (1, 1)]))
     _rejects(run, X, np.array([2, 5]))
+
+
+def test_col2im_checks_the_block_shape():
+    ins = [("x", F, [1, 4, 9]), ("image", I64, [2]), ("block", I64, [2])]
+    run = _build("Col2Im", ins, [("y", F, [1, 1, 4, 4])])
+    x = np.arange(36, dtype=np.float32).reshape(1, 4, 9)
+    want = np.zeros((1, 1, 4, 4), dtype=np.float32)
+    for k in range(4):                      # block position (k // 2, k % 2), 3 x 3 windows
+        want[0, 0, k // 2:k // 2 + 3, k % 2:k % 2 + 3] += x[0, k].reshape(3, 3)
+    np.testing.assert_array_equal(run(x, np.array([4, 4]), np.array([2, 2]))[0], want)
+    _rejects(run, x, np.array([4, 4]), np.array([4, 1]))

@@ -93,8 +93,9 @@ def _slice_at_run_time(Y, data, starts, ends, axes, steps) -> Kernel:
         raise Unsupported("slices an empty tensor")
     c_type(data, bits=True)
     inputs, consts = {"X": data}, {}
-    for arg, v, default in (("B", starts, None), ("E", ends, None), ("A", axes, np.arange(k)), ("S", steps, np.ones(k))):
-        known = default if v is None else runtime_param(v)
+    defaults = {"A": np.arange(k), "S": np.ones(k)}         # axes 0, 1, ... and steps of 1
+    for arg, v in (("B", starts), ("E", ends), ("A", axes), ("S", steps)):
+        known = defaults.get(arg) if v is None else runtime_param(v)
         if known is None:
             inputs[arg] = v
         else:
@@ -240,7 +241,8 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
     if runtime_param(pads) is None or axes is not None and runtime_param(axes) is None:
         return _pad_at_run_time(Y, data, pads, axes, mode, inputs)
     pads = [int(p) for p in runtime_param(pads).reshape(-1)]
-    axes = list(range(rank)) if axes is None else [int(a) + rank if a < 0 else int(a) for a in runtime_param(axes).reshape(-1)]
+    axes = list(range(rank)) if axes is None else \
+        [int(a) + rank if a < 0 else int(a) for a in runtime_param(axes).reshape(-1)]
     if len(pads) != 2 * len(axes) or any(not 0 <= a < rank for a in axes):
         raise Unsupported("pads must give a begin and an end per axis")
     begin, end = [0] * rank, [0] * rank

@@ -136,7 +136,8 @@ def center_crop_pad(outs, input_data, shape, *, axes=None):
 @op("Col2Im")
 def col2im(outs, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
     """The image sizes are read off the output's shape; the block sizes are read at run time (only
-    their product, input.shape[1] / C, is fixed), and each spatial position count follows from them."""
+    their product, input.shape[1] / C, is fixed), and each spatial position count follows from them
+    (the layer fails when they do not give the input's L positions)."""
     (Y,) = outs
     require_dtype(input, Y)
     require_dtype(block_shape, dtypes=(np.dtype(np.int64), np.dtype(np.int32)))
@@ -155,7 +156,7 @@ def col2im(outs, input, image_shape, block_shape, *, dilations=None, pads=None, 
         raise Unsupported("dilations, strides and pads must give every spatial dimension")
     if Y.size == 0 or input.size == 0:
         return Kernel("eye_like", {}, {"Y": Y}, params=dict(size=Y.size, C=1, ctype="float", first=0, count=0, k=0))
-    return Kernel("col2im", {"X": input, "B": block_shape}, {"Y": Y},
+    return Kernel("col2im", {"X": input, "B": block_shape}, {"Y": Y}, fails=True,
                   params=dict(NC=N * C, K=input.shape[1] // C, L=input.shape[2], I=I, nd=nd, D=dilations,
                               S=strides, P=pads[:nd], PE=pads[nd:], size=Y.size,
                               plane=int(np.prod(I, dtype=np.int64))),
