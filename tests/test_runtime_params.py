@@ -164,3 +164,27 @@ def test_col2im_checks_the_block_shape():
         want[0, 0, k // 2:k // 2 + 3, k % 2:k % 2 + 3] += x[0, k].reshape(3, 3)
     np.testing.assert_array_equal(run(x, np.array([4, 4]), np.array([2, 2]))[0], want)
     _rejects(run, x, np.array([4, 4]), np.array([4, 1]))
+
+
+@pytest.mark.parametrize("mode, ctm, extra", [
+    ("nearest", "half_pixel", dict(nearest_mode="round_prefer_floor")),
+    ("nearest", "asymmetric", dict(nearest_mode="ceil")),
+    ("nearest", "align_corners", dict(nearest_mode="round_prefer_ceil")),
+    ("linear", "half_pixel", {}), ("linear", "pytorch_half_pixel", {}), ("linear", "half_pixel_symmetric", {}),
+    ("cubic", "align_corners", {}), ("cubic", "half_pixel", dict(cubic_coeff_a=-0.5, exclude_outside=1)),
+])
+def test_resize_reads_the_scales(mode, ctm, extra):
+    from onnx.reference import ReferenceEvaluator
+    ins = [("x", F, [1, 2, 4, 5]), None, ("s", F, [2])]
+    node = dict(mode=mode, coordinate_transformation_mode=ctm, axes=[2, 3], **extra)
+    run = _build("Resize", ins, [("y", F, [1, 2, 7, 3])], opset=19, **node)
+    ref = ReferenceEvaluator(helper.make_model(helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "s"], ["y"], **node)], "g",
+        [helper.make_tensor_value_info(*i) for i in ins if i], [helper.make_tensor_value_info("y", F, None)]),
+        opset_imports=[helper.make_opsetid("", 19)]))
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 5)).astype(np.float32)
+    for scales in ([1.75, 0.6], [1.9, 0.79], [1.99, 0.7]):        # all give 7 x 3
+        s = np.array(scales, dtype=np.float32)
+        np.testing.assert_allclose(run(x, s)[0], ref.run(None, {"x": x, "s": s})[0], rtol=1e-6, atol=1e-6)
+    for scales in ([2.0, 0.8], [1.7, 0.6], [-1.75, 0.6], [np.nan, 0.6]):
+        _rejects(run, x, np.array(scales, dtype=np.float32))

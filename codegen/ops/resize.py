@@ -5,7 +5,9 @@ transformation mode, axes and keep_aspect_ratio_policy.
 Resizing is separable, so the lowering works out, per resized axis and per output index, which
 input indices contribute and with what weights (the taps), exactly as the ONNX reference computes
 them (in double); the kernel only sums products of table entries. Nearest needs one tap of weight
-1 per axis: a pure gather, so it works for every dtype. scales, sizes and roi must be constants.
+1 per axis: a pure gather, so it works for every dtype. roi must be a constant; sizes given at run
+time are checked against the output's shape; scales given at run time (without antialias) are read
+by the kernel, which then computes the taps itself.
 """
 from __future__ import annotations
 
@@ -144,8 +146,11 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
         raise Unsupported("axes out of range or repeated")
     if scales is not None and runtime_param(scales) is None:
-        raise Unsupported("the scales input must be a compile-time constant (the sampling depends on "
-                          "its values, not only on the output's shape)")
+        if antialias or ctm == "tf_crop_and_resize" or (sizes is not None and sizes.size):
+            raise Unsupported("scales given at run time need antialias 0, no sizes and a coordinate "
+                              "transformation mode other than tf_crop_and_resize")
+        return _resize_at_run_time(Y, X, scales, axes, mode, ctm, nearest_mode, cubic_coeff_a, exclude_outside,
+                                   ctype)
     sizes_in, stretch = sizes, keep_aspect_ratio_policy == "stretch"
     scales = runtime_param(scales)
     sizes = runtime_param(sizes, [Y.shape[a] for a in axes] if stretch else None)   # at run time: Y's dims
@@ -231,13 +236,44 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     if weights:
         consts["Wt"] = np.concatenate(weights)
     return check_param(Kernel("resize", {"X": X}, {"Y": Y}, consts=consts,
-                  params=dict(rows=rows, ctype=ctype, extrapolate=extrapolate,
+                  params=dict(rows=rows, ctype=ctype, extrapolate=extrapolate, fills=[],
                               qtype="int32_t" if X.size < 2**31 else "int64_t",
                               value=c_float(extrapolation_value) if ctype == "float" else None,
                               taps=[r for r in rows if r["kind"] == "taps"]),
                   macs=Y.size * int(np.prod([r["taps"] for r in rows if r["kind"] == "taps"], dtype=np.int64)),
                   math=f"Y = resize(X) by {mode} ({ctm}), sizes {list(X.shape)} -> {list(Y.shape)}"),
                        "S", sizes_in, sizes or [])
+
+
+def _resize_at_run_time(Y, X, scales, axes, mode, ctm, nearest_mode, A, exclude_outside, ctype) -> Kernel:
+    """Scales given at run time: the kernel computes each resized axis's taps itself
+    (kiln_resize_taps, the same arithmetic as axis_taps), after checking that the scale gives the
+    output's static length there."""
+    if scales.size != len(axes) or X.size == 0:
+        raise Unsupported("scales must give one value per axis, of a non-empty input")
+    require_dtype(scales)
+    strides = contiguous_strides(X.shape)
+    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    rows, fills = [], []
+    for a in range(len(X.shape)):
+        if a not in axes:
+            if X.shape[a] != Y.shape[a]:
+                raise Unsupported("an axis that is not resized changes length")
+            rows.append(dict(kind="ident", dim=Y.shape[a], stride=strides[a]))
+            continue
+        at = sum(f["m"] for f in fills) * taps            # Q and Wt: the same layout
+        fills.append(dict(i=axes.index(a), n=X.shape[a], m=Y.shape[a], stride=strides[a], at=at, wat=at))
+        rows.append(dict(kind="gather", dim=Y.shape[a], at=at) if taps == 1 else
+                    dict(kind="taps", dim=Y.shape[a], at=at, taps=taps, wat=at))
+    return Kernel("resize", {"X": X, "S": scales}, {"Y": Y}, fails=True,
+                  params=dict(rows=rows, ctype=ctype, extrapolate=False, qtype="ptrdiff_t", value=None,
+                              taps=[r for r in rows if r["kind"] == "taps"], fills=fills,
+                              table=sum(f["m"] for f in fills) * taps,
+                              codes=[COORDINATE_MODES.index(ctm), ["nearest", "linear", "cubic"].index(mode),
+                                     NEAREST_MODES.index(nearest_mode), repr(float(A)), int(bool(exclude_outside))]),
+                  macs=Y.size * taps ** len(fills),
+                  math=f"Y = resize(X) by {mode} ({ctm}), the scales S read at run time, "
+                       f"sizes {list(X.shape)} -> {list(Y.shape)}")
 
 
 @op("Upsample")
