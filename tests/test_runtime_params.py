@@ -188,3 +188,23 @@ def test_resize_reads_the_scales(mode, ctm, extra):
         np.testing.assert_allclose(run(x, s)[0], ref.run(None, {"x": x, "s": s})[0], rtol=1e-6, atol=1e-6)
     for scales in ([2.0, 0.8], [1.7, 0.6], [-1.75, 0.6], [np.nan, 0.6]):
         _rejects(run, x, np.array(scales, dtype=np.float32))
+
+
+@pytest.mark.parametrize("policy", ["not_larger", "not_smaller"])
+def test_resize_sizes_with_a_policy_give_one_scale(policy):
+    from onnx.reference import ReferenceEvaluator
+    ins = [("x", F, [1, 1, 4, 6]), None, None, ("s", I64, [2])]
+    node = dict(mode="nearest", axes=[2, 3], keep_aspect_ratio_policy=policy)
+    out = [1, 1, 6, 9] if policy == "not_larger" else [1, 1, 8, 12]
+    run = _build("Resize", ins, [("y", F, out)], opset=19, **node)
+    ref = ReferenceEvaluator(helper.make_model(helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "", "s"], ["y"], **node)], "g",
+        [helper.make_tensor_value_info(*i) for i in ins if i], [helper.make_tensor_value_info("y", F, None)]),
+        opset_imports=[helper.make_opsetid("", 19)]))
+    x = np.arange(24, dtype=np.float32).reshape(1, 1, 4, 6)
+    good = [[8, 9], [7, 9], [6, 100]] if policy == "not_larger" else [[8, 9], [8, 1], [2, 12]]
+    for sizes in good:
+        s = np.array(sizes)
+        np.testing.assert_array_equal(run(x, s)[0], ref.run(None, {"x": x, "s": s})[0])
+    _rejects(run, x, np.array([8, 8] if policy == "not_larger" else [9, 9]))
+    _rejects(run, x, np.array([-8, 9]))

@@ -154,8 +154,12 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     sizes_in, stretch = sizes, keep_aspect_ratio_policy == "stretch"
     scales = runtime_param(scales)
     sizes = runtime_param(sizes, [Y.shape[a] for a in axes] if stretch else None)   # at run time: Y's dims
-    if sizes_in is not None and sizes is None:
-        raise Unsupported("the sizes input must be a compile-time constant with a keep_aspect_ratio_policy")
+    if sizes_in is not None and sizes is None:     # the scale follows from the sizes and the policy
+        if keep_aspect_ratio_policy not in ("not_larger", "not_smaller") or antialias or ctm == "tf_crop_and_resize":
+            raise Unsupported("sizes given at run time with a keep_aspect_ratio_policy need antialias 0 and a "
+                              "coordinate transformation mode other than tf_crop_and_resize")
+        return _resize_at_run_time(Y, X, sizes_in, axes, mode, ctm, nearest_mode, cubic_coeff_a, exclude_outside,
+                                   ctype, keep_aspect_ratio_policy)
     scales = None if scales is None or scales.size == 0 else [float(s) for s in scales.reshape(-1)]
     sizes = None if sizes is None or sizes.size == 0 else [int(s) for s in sizes.reshape(-1)]
     if (scales is None) == (sizes is None):
@@ -245,13 +249,15 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
                        "S", sizes_in, sizes or [])
 
 
-def _resize_at_run_time(Y, X, scales, axes, mode, ctm, nearest_mode, A, exclude_outside, ctype) -> Kernel:
-    """Scales given at run time: the kernel computes each resized axis's taps itself
-    (kiln_resize_taps, the same arithmetic as axis_taps), after checking that the scale gives the
-    output's static length there."""
+def _resize_at_run_time(Y, X, scales, axes, mode, ctm, nearest_mode, A, exclude_outside, ctype,
+                        policy=None) -> Kernel:
+    """Scales given at run time (or sizes, with a keep_aspect_ratio_policy: one scale then, the
+    smallest or largest of sizes / input lengths): the kernel computes each resized axis's taps
+    itself (kiln_resize_taps, the same arithmetic as axis_taps), after checking that the scale gives
+    the output's static length there."""
     if scales.size != len(axes) or X.size == 0:
-        raise Unsupported("scales must give one value per axis, of a non-empty input")
-    require_dtype(scales)
+        raise Unsupported("scales or sizes must give one value per axis, of a non-empty input")
+    require_dtype(scales, dtypes=(np.dtype(np.int64),) if policy else (np.dtype(np.float32),))
     strides = contiguous_strides(X.shape)
     taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
     rows, fills = [], []
@@ -268,11 +274,11 @@ def _resize_at_run_time(Y, X, scales, axes, mode, ctm, nearest_mode, A, exclude_
     return Kernel("resize", {"X": X, "S": scales}, {"Y": Y}, fails=True,
                   params=dict(rows=rows, ctype=ctype, extrapolate=False, qtype="ptrdiff_t", value=None,
                               taps=[r for r in rows if r["kind"] == "taps"], fills=fills,
-                              table=sum(f["m"] for f in fills) * taps,
+                              table=sum(f["m"] for f in fills) * taps, policy=policy,
                               codes=[COORDINATE_MODES.index(ctm), ["nearest", "linear", "cubic"].index(mode),
                                      NEAREST_MODES.index(nearest_mode), repr(float(A)), int(bool(exclude_outside))]),
                   macs=Y.size * taps ** len(fills),
-                  math=f"Y = resize(X) by {mode} ({ctm}), the scales S read at run time, "
+                  math=f"Y = resize(X) by {mode} ({ctm}), the {'sizes' if policy else 'scales'} S read at run time, "
                        f"sizes {list(X.shape)} -> {list(Y.shape)}")
 
 
