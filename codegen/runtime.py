@@ -6,6 +6,8 @@ from pathlib import Path
 import cffi
 import numpy as np
 
+from .errors import RunError
+
 
 class Runner:
     """Callable: runner(*inputs) -> list of output arrays (in the graph's order)."""
@@ -43,7 +45,7 @@ class Runner:
         ins, outs, pin, pout = self._prepare(arrays)
         status = getattr(self.lib, f"{self.name}_run")(pin, pout)
         if status:
-            raise RuntimeError(f"{self.name}_run returned {status}: {self._why(status)}")
+            raise RunError(f"{self.name}_run returned {status}: {self._why(status)}.")
         return outs
 
     def run_probed(self, *arrays):
@@ -54,5 +56,5 @@ class Runner:
                                            else self.ffi.NULL for b in buffers] or 1)
         status = getattr(self.lib, f"{self.name}_run_probed")(pin, pout, pprobe)
         if status:
-            raise RuntimeError(f"{self.name}_run_probed returned {status}: {self._why(status)}")
+            raise RunError(f"{self.name}_run_probed returned {status}: {self._why(status)}.")
         return outs, buffers
