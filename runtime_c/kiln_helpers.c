@@ -139,12 +139,14 @@ static size_t kiln_count_true(const uint8_t *c, size_t n)
 
 /* Resize along one axis of n inputs to m outputs by `scale`, as ONNX's reference computes it (in
  * double): for output y, the source coordinate x (ctm 0 half_pixel, 1 half_pixel_symmetric,
- * 2 pytorch_half_pixel, 3 align_corners, 4 asymmetric), then the taps around x. mode 0 nearest
+ * 2 pytorch_half_pixel, 3 align_corners, 4 asymmetric, 5 tf_crop_and_resize of the region roi0..roi1,
+ * where an x outside the input gets a first offset of -1), then the taps around x. mode 0 nearest
  * (rounding 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil): one offset per output in
  * q; mode 1 linear / 2 cubic (coefficient a): 2 / 4 offsets in q and weights in w per output.
  * Offsets are source index * stride, the index clamped into the axis. */
 static void kiln_resize_taps(double scale, int64_t n, int64_t m, ptrdiff_t stride, int ctm, int mode,
-                             int rounding, double a, int exclude_outside, ptrdiff_t *q, float *w)
+                             int rounding, double a, int exclude_outside, double roi0, double roi1,
+                             ptrdiff_t *q, float *w)
 {
     const double out_w = scale * (double)n;
     const int taps = mode == 2 ? 4 : 2, pad = taps / 2;
@@ -155,7 +157,19 @@ static void kiln_resize_taps(double scale, int64_t n, int64_t m, ptrdiff_t strid
         else if (ctm == 1) x = (double)n / 2 * (1 - (double)m / out_w) + ((double)y + 0.5) / scale - 0.5;
         else if (ctm == 2) x = out_w == 1 ? -0.5 : ((double)y + 0.5) / scale - 0.5;
         else if (ctm == 3) x = out_w == 1 ? 0.0 : (double)y * (double)(n - 1) / (out_w - 1);
-        else x = (double)y / scale;
+        else if (ctm == 4) x = (double)y / scale;
+        else {
+            x = out_w == 1 ? (roi1 - roi0) * (double)(n - 1) / 2
+                           : (double)y * (roi1 - roi0) * (double)(n - 1) / (out_w - 1);
+            x = x + roi0 * (double)(n - 1);
+            if (!(x >= 0 && x <= (double)(n - 1))) {     /* outside (or NaN): the extrapolation value */
+                for (int j = 0; j < (mode == 0 ? 1 : taps); ++j) {
+                    q[y * (mode == 0 ? 1 : taps) + j] = j ? 0 : -1;
+                    if (mode) w[y * taps + j] = 0.0f;
+                }
+                continue;
+            }
+        }
         {
             const double r = x == floor(x) ? 1.0 : x - floor(x);
             const double xp = x + pad, p = floor(xp);

@@ -208,3 +208,22 @@ def test_resize_sizes_with_a_policy_give_one_scale(policy):
         np.testing.assert_array_equal(run(x, s)[0], ref.run(None, {"x": x, "s": s})[0])
     _rejects(run, x, np.array([8, 8] if policy == "not_larger" else [9, 9]))
     _rejects(run, x, np.array([-8, 9]))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+def test_resize_reads_the_roi(mode):
+    from onnx.reference import ReferenceEvaluator
+    ins = [("x", F, [1, 1, 4, 5]), ("roi", F, [4]), ("s", I64, [2])]
+    node = dict(mode=mode, coordinate_transformation_mode="tf_crop_and_resize", axes=[2, 3], extrapolation_value=7.0)
+    run = _build("Resize", [ins[0], ins[1], None, ins[2]], [("y", F, [1, 1, 3, 6])], opset=19, **node)
+    ref = ReferenceEvaluator(helper.make_model(helper.make_graph(
+        [helper.make_node("Resize", ["x", "roi", "", "s"], ["y"], **node)], "g",
+        [helper.make_tensor_value_info(*i) for i in ins], [helper.make_tensor_value_info("y", F, None)]),
+        opset_imports=[helper.make_opsetid("", 19)]))
+    x = np.random.default_rng(1).standard_normal((1, 1, 4, 5)).astype(np.float32)
+    s = np.array([3, 6])
+    for roi in ([0.0, 0.0, 1.0, 1.0], [0.4, 0.6, 0.6, 0.8], [-0.5, 0.2, 1.2, 0.3], [0.25, 0.9, 0.25, 1.7]):
+        roi = np.array(roi, dtype=np.float32)
+        want = ref.run(None, {"x": x, "roi": roi, "s": s})[0]
+        np.testing.assert_allclose(run(x, roi, s)[0], want, rtol=1e-6, atol=1e-6, err_msg=str(roi))
+    _rejects(run, x, np.array([0, 0, 1, 1], dtype=np.float32), np.array([3, 5]))
