@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from .compiler import CompiledModel, compile
-from .errors import BuildError, KilnError, LimitError, ModelError, ShapeError, UnsupportedError
+from .errors import BuildError, KilnError, LimitError, ModelError, RunError, ShapeError, UnsupportedError
 
 __all__ = ["compile", "CompiledModel", "KilnError", "ModelError", "ShapeError", "UnsupportedError",
-           "BuildError", "LimitError"]
+           "BuildError", "LimitError", "RunError"]

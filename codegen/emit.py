@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,12 +166,15 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
                     if a["name"] in same:
                         a["decl"] = a["decl"].replace("*restrict ", "*")
         idx = (lambda a, e, s=frozenset(splat): "0" if a in s else e)
-        body = "" if alias_only else env.get_template(f"{kernel.template}.c.j2").render(**kernel.params, idx=idx)
+        render = lambda extra: env.get_template(f"{kernel.template}.c.j2").render(   # noqa: E731
+            **{**kernel.params, **extra}, idx=idx)
+        body = "" if alias_only else _guarded(kernel.cases, render) if kernel.cases else \
+            render({}) + ("    return 0;\n" if kernel.fails else "")
         outs = [a for a in args if a["is_out"]]
         layers.append(dict(
             step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}",
             ops=" + ".join(f'{op} "{c_comment(name)}"' for op, name in node.sources), math=kernel.math,
-            args=args, body=body, alias_only=alias_only,
+            args=args, body=body, alias_only=alias_only, fails=bool(kernel.cases) or kernel.fails,
             io=[f'{c_comment(a["value"].name)} {c_type(a["value"].dtype)[0]}{list(a["value"].shape)} '
                 f'{_where(plan, a["value"].name)}' for a in args if a["value"] is not None],
             probe=outs[0] if outs else None))
@@ -189,6 +193,15 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
     c = env.get_template("model.c.j2").render(**ctx)
     h = env.get_template("model.h.j2").render(**ctx)
     return Sources(name, c, h, weights.size)
+
+
+def _guarded(cases: list[tuple[str, dict]], render) -> str:
+    """The kernel's body for each case of its run-time parameters, under that case's condition;
+    when no condition holds the parameters are invalid and the layer returns 1."""
+    code = " else ".join(f"if ({cond}) {{\n" + textwrap.indent(render(extra), "    ") + "    }"
+                         for cond, extra in cases)
+    return f"    {code} else {{\n        return 1;   /* a parameter input does not fit the static shapes */\n" \
+        "    }\n    return 0;\n"
 
 
 def _where(plan: Plan, value: str) -> str:

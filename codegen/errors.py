@@ -26,5 +26,10 @@ class BuildError(KilnError):
     """The C compiler rejected the generated code (a Kiln bug: please report it)."""
 
 
+class RunError(KilnError, RuntimeError):
+    """The built model's run returned nonzero: a NULL pointer, or a parameter input (axes, K, pads...)
+    whose value does not fit the shapes the model was compiled for."""
+
+
 class LimitError(KilnError):
     """The compiled model would exceed a size limit the user set."""

@@ -6,6 +6,8 @@ from pathlib import Path
 import cffi
 import numpy as np
 
+from .errors import RunError
+
 
 class Runner:
     """Callable: runner(*inputs) -> list of output arrays (in the graph's order)."""
@@ -34,11 +36,16 @@ class Runner:
         return ins, outs, self.ffi.new("void *[]", [ptr(a) for a in ins] or 1), \
             self.ffi.new("void *[]", [ptr(a) for a in outs] or 1)
 
+    @staticmethod
+    def _why(status: int) -> str:
+        return "a NULL pointer" if status < 0 else \
+            f"layer {status - 1} found a parameter input that does not fit the model's static shapes"
+
     def __call__(self, *arrays):
         ins, outs, pin, pout = self._prepare(arrays)
         status = getattr(self.lib, f"{self.name}_run")(pin, pout)
         if status:
-            raise RuntimeError(f"{self.name}_run returned {status}")
+            raise RunError(f"{self.name}_run returned {status}: {self._why(status)}.")
         return outs
 
     def run_probed(self, *arrays):
@@ -49,5 +56,5 @@ class Runner:
                                            else self.ffi.NULL for b in buffers] or 1)
         status = getattr(self.lib, f"{self.name}_run_probed")(pin, pout, pprobe)
         if status:
-            raise RuntimeError(f"{self.name}_run_probed returned {status}")
+            raise RunError(f"{self.name}_run_probed returned {status}: {self._why(status)}.")
         return outs, buffers

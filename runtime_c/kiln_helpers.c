@@ -271,4 +271,99 @@ static ptrdiff_t kiln_gs_tap(ptrdiff_t i, ptrdiff_t d, double lo, double hi, int
     if (padding == 2)
         i = (ptrdiff_t)kiln_gs_reflect((double)i, lo, hi);
     return i < 0 || i >= d ? -1 : i;
+
+/* Slice along an axis of n > 0 elements, step != 0: how many of the indices start, start + step, ...
+ * lie before end once ONNX has clamped start and end (negative ones count from the end); the first
+ * of them goes to *first. */
+static int64_t kiln_slice(int64_t start, int64_t end, int64_t step, int64_t n, int64_t *first)
+{
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    if (step > n) step = n;                 /* a longer step reads one index, as this one does */
+    if (step < -n) step = -n;
+    if (step > 0) {
+        start = start < 0 ? 0 : start > n ? n : start;
+        end = end < 0 ? 0 : end > n ? n : end;
+        *first = start;
+        return end > start ? (end - start - 1) / step + 1 : 0;
+    }
+    start = start < 0 ? -1 : start > n - 1 ? n - 1 : start;
+    end = end < -1 ? -1 : end > n - 1 ? n - 1 : end;
+    *first = start;
+    return start > end ? (start - end - 1) / -step + 1 : 0;
+}
+
+/* How many of the n bools at c are true. */
+static size_t kiln_count_true(const uint8_t *c, size_t n)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; ++i)
+        count += c[i] != 0;
+    return count;
+}
+
+/* Resize along one axis of n inputs to m outputs by `scale`, as ONNX's reference computes it (in
+ * double): for output y, the source coordinate x (ctm 0 half_pixel, 1 half_pixel_symmetric,
+ * 2 pytorch_half_pixel, 3 align_corners, 4 asymmetric, 5 tf_crop_and_resize of the region roi0..roi1,
+ * where an x outside the input gets a first offset of -1), then the taps around x. mode 0 nearest
+ * (rounding 0 round_prefer_floor, 1 round_prefer_ceil, 2 floor, 3 ceil): one offset per output in
+ * q; mode 1 linear / 2 cubic (coefficient a): 2 / 4 offsets in q and weights in w per output.
+ * Offsets are source index * stride, the index clamped into the axis. */
+static void kiln_resize_taps(double scale, int64_t n, int64_t m, ptrdiff_t stride, int ctm, int mode,
+                             int rounding, double a, int exclude_outside, double roi0, double roi1,
+                             ptrdiff_t *q, float *w)
+{
+    const double out_w = scale * (double)n;
+    const int taps = mode == 2 ? 4 : 2, pad = taps / 2;
+    for (int64_t y = 0; y < m; ++y) {
+        double x, c[4], total = 0.0;
+        int64_t idx[4];
+        if (ctm == 0) x = ((double)y + 0.5) / scale - 0.5;
+        else if (ctm == 1) x = (double)n / 2 * (1 - (double)m / out_w) + ((double)y + 0.5) / scale - 0.5;
+        else if (ctm == 2) x = out_w == 1 ? -0.5 : ((double)y + 0.5) / scale - 0.5;
+        else if (ctm == 3) x = out_w == 1 ? 0.0 : (double)y * (double)(n - 1) / (out_w - 1);
+        else if (ctm == 4) x = (double)y / scale;
+        else {
+            x = out_w == 1 ? (roi1 - roi0) * (double)(n - 1) / 2
+                           : (double)y * (roi1 - roi0) * (double)(n - 1) / (out_w - 1);
+            x = x + roi0 * (double)(n - 1);
+            if (!(x >= 0 && x <= (double)(n - 1))) {     /* outside (or NaN): the extrapolation value */
+                for (int j = 0; j < (mode == 0 ? 1 : taps); ++j) {
+                    q[y * (mode == 0 ? 1 : taps) + j] = j ? 0 : -1;
+                    if (mode) w[y * taps + j] = 0.0f;
+                }
+                continue;
+            }
+        }
+        {
+            const double r = x == floor(x) ? 1.0 : x - floor(x);
+            const double xp = x + pad, p = floor(xp);
+            const int64_t first = (int64_t)p + (xp - p == 0 ? -pad : 1 - pad) - pad;
+            if (mode == 0) {
+                const int up = r == 1.0 ? 1 : rounding == 0 ? r > 0.5 : rounding == 1 ? r >= 0.5 : rounding == 3;
+                const int64_t i = first + up;
+                q[y] = (ptrdiff_t)(i < 0 ? 0 : i > n - 1 ? n - 1 : i) * stride;
+                continue;
+            }
+            if (mode == 1) {
+                c[0] = 1 - r;
+                c[1] = r;
+            } else {
+                c[0] = ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a;
+                c[1] = ((a + 2) * r - (a + 3)) * r * r + 1;
+                c[2] = ((a + 2) * (1 - r) - (a + 3)) * (1 - r) * (1 - r) + 1;
+                c[3] = ((a * ((1 - r) + 1) - 5 * a) * ((1 - r) + 1) + 8 * a) * ((1 - r) + 1) - 4 * a;
+            }
+            for (int j = 0; j < taps; ++j) {
+                idx[j] = first + j;
+                if (exclude_outside && (idx[j] < 0 || idx[j] >= n)) c[j] = 0.0;
+                total += c[j];
+            }
+            for (int j = 0; j < taps; ++j) {
+                const int64_t i = idx[j] < 0 ? 0 : idx[j] > n - 1 ? n - 1 : idx[j];
+                q[y * taps + j] = (ptrdiff_t)i * stride;
+                w[y * taps + j] = (float)(exclude_outside && total != 0.0 ? c[j] / total : c[j]);
+            }
+        }
+    }
 }

@@ -1,9 +1,9 @@
 """ONNX node conformance cases re-run with their shape-defining inputs made constants.
 
-The conformance cases feed every input at run time, so an op whose output shape depends on an
-input (Slice's starts, Pad's pads, TopK's k...) is rightly rejected there: Kiln needs those as
-compile-time constants. Here the same cases get those inputs as initializers holding the case's
-own data, so the kernels are checked against the expected outputs as well.
+The conformance cases feed every input at run time, so they exercise the kernels that check or
+read a parameter input (Slice's starts, Pad's pads, TopK's k...) at run time. Here the same cases
+get those inputs as initializers holding the case's own data, so the compile-time-constant paths
+are checked against the expected outputs as well.
 """
 from __future__ import annotations
 

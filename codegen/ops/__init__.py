@@ -38,6 +38,11 @@ class Kernel:
     alias: bool = False             # output is a view of inputs[0]: no code, one buffer
     macs: int = 0
     math: str = ""                  # the contract line printed over the function
+    # parameters that arrive at run time (see runtime_param): (C condition on the inputs, params
+    # overriding `params`) -- the layer runs the first case whose condition holds, and fails (its
+    # function returns nonzero, and so does the model's run) when none does
+    cases: list[tuple[str, dict]] = field(default_factory=list)
+    fails: bool = False             # the template itself returns 1 when a parameter it reads is invalid
 
 
 @dataclass
@@ -144,6 +149,53 @@ def require_const(v: Value | None, what: str) -> np.ndarray | None:
     if not v.is_const:
         raise Unsupported(f"{what} must be a compile-time constant")
     return v.const
+
+
+def runtime_param(v: Value | None, derived=None) -> np.ndarray | None:
+    """The value of a parameter input (axes, K, sizes, ...): its constant, or, when it arrives at run
+    time, the value the static shapes fix (`derived`; None when they do not fix it). An input with no
+    element is known whatever it holds. A derived value must be checked at run time: pass the
+    kernel through `check_param`."""
+    if v is None:
+        return None
+    if v.is_const:
+        return v.const
+    if v.size == 0:
+        return np.zeros(v.shape, dtype=v.dtype)
+    if derived is None:
+        return None
+    derived = np.asarray(derived).astype(v.dtype).reshape(-1)
+    if derived.size != v.size:
+        raise Unsupported(f"{v.name!r} holds {v.size} values where the shapes fix {derived.size}")
+    return derived.reshape(v.shape)
+
+
+def check_param(kernel: Kernel, arg: str, v: Value | None, expected) -> Kernel:
+    """The kernel, also reading the parameter input `v` as `arg` when it arrives at run time, and
+    failing then unless it holds `expected` (the value runtime_param derived from the shapes)."""
+    if v is None or v.is_const or v.size == 0:
+        return kernel
+    return guarded(kernel, arg, v, [(c_equals(arg, expected, v.dtype), {})])
+
+
+def c_equals(arg: str, values, dtype) -> str:
+    """C condition: arg[0..] holds `values` (a floating-point one truncates to it, as ONNX casts)."""
+    values = [int(x) for x in np.asarray(values).reshape(-1)]
+    if np.dtype(dtype).kind == "f":
+        return " && ".join(f"{arg}[{i}] >= {x} && {arg}[{i}] < {x + 1}" for i, x in enumerate(values)) or "1"
+    return " && ".join(f"{arg}[{i}] == {x}" for i, x in enumerate(values)) or "1"
+
+
+def guarded(kernel: Kernel, arg: str, v: Value, cases: list[tuple[str, dict]]) -> Kernel:
+    """The kernel run under `cases` (see Kernel.cases), reading the parameter input `v` as `arg`;
+    cases already there (another parameter's) combine with these."""
+    if kernel.alias:          # a view runs no code: make it a copy, which can check
+        kernel = Kernel("copy", dict(kernel.inputs), dict(kernel.outputs),
+                        params=dict(nbytes=next(iter(kernel.outputs.values())).nbytes), math=kernel.math)
+    kernel.inputs[arg] = v
+    kernel.cases = [(f"({c}) && ({d})" if d else c, {**p, **q}) for c, p in cases
+                    for d, q in (kernel.cases or [("", {})])]
+    return kernel
 
 
 def c_type(v: Value, bits: bool = False) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const, require_dtype, wrapping_type
+from . import Kernel, Unsupported, c_type, check_param, op, require_dtype, runtime_param, wrapping_type
 from .layout import contiguous_strides, nothing
 
 INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
@@ -154,20 +154,24 @@ def one_hot(outs, indices, depth, values, *, axis=-1):
     (Y,) = outs
     c_type(Y, bits=True)
     c_type(indices)
-    depth = require_const(depth, "the depth input").reshape(-1)
-    if depth.size != 1 or values.size != 2 or values.dtype != Y.dtype:
-        raise Unsupported("depth must be one number and values two of the output's dtype")
-    depth = int(depth[0])
     rank = len(indices.shape)
     axis = axis + rank + 1 if axis < 0 else axis
-    if not 0 <= axis <= rank or depth < 1:
-        raise Unsupported("axis out of range or depth below 1")
+    if not 0 <= axis <= rank or len(Y.shape) != rank + 1:
+        raise Unsupported("axis out of range")
+    count = runtime_param(depth, [Y.shape[axis]]).reshape(-1)      # at run time, Y's length on the axis
+    if count.size != 1 or values.size != 2 or values.dtype != Y.dtype:
+        raise Unsupported("depth must be one number and values two of the output's dtype")
+    count = int(count[0])
+    if count < 1 or count != Y.shape[axis]:
+        raise Unsupported("depth below 1 or different from the output's length on the axis")
     if Y.size == 0:
-        return nothing({"I": indices, "V": values}, {"Y": Y})
-    return Kernel("one_hot", {"I": indices, "V": values}, {"Y": Y},
-                  params=dict(outer=_prod(indices.shape[:axis]), depth=depth, inner=_prod(indices.shape[axis:]),
-                              float_index=np.dtype(indices.dtype).kind == "f"),
-                  math=f"Y[o][d][i] = V[1] if I[o][i] (mod {depth} when negative) == d else V[0]")
+        return check_param(nothing({"I": indices, "V": values}, {"Y": Y}), "D", depth, [count])
+    return check_param(Kernel("one_hot", {"I": indices, "V": values}, {"Y": Y},
+                              params=dict(outer=_prod(indices.shape[:axis]), depth=count,
+                                          inner=_prod(indices.shape[axis:]),
+                                          float_index=np.dtype(indices.dtype).kind == "f"),
+                              math=f"Y[o][d][i] = V[1] if I[o][i] (mod {count} when negative) == d else V[0]"),
+                       "D", depth, [count])
 
 
 @op("ReverseSequence")

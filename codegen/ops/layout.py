@@ -1,15 +1,17 @@
-"""Data movement whose pattern is known at compile time: Slice, Split, Expand, Tile, DepthToSpace,
-SpaceToDepth (strided copies), Pad (per-axis index tables), Trilu (a mask), Range (folded).
+"""Data movement: Slice, Split, Expand, Tile, DepthToSpace, SpaceToDepth (strided copies), Pad
+(per-axis index tables), Trilu (a mask), Range (folded).
 
 Every one of them moves elements without looking at them, so it works for any dtype: the
-template indexes typed pointers and never names the type. Inputs that define the output's shape
-(starts/ends, split, shape, repeats, pads) must be compile-time constants.
+template indexes typed pointers and never names the type. Parameter inputs (starts/ends, split,
+shape, repeats, pads, k) may arrive at run time: those the output's static shape fixes are checked
+then (split, shape, repeats); the others are read (Slice's and Pad's fill their tables at run time,
+Trilu's k).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const
+from . import Kernel, Unsupported, c_type, check_param, guarded, op, runtime_param
 from .shape import view
 
 
@@ -55,13 +57,13 @@ def strided(X, outputs: dict, parts: list[dict], math: str) -> Kernel:
 @op("Slice")
 def slice_(outs, data, starts, ends, axes=None, steps=None):
     (Y,) = outs
-    starts = require_const(starts, "the starts input").reshape(-1)
-    ends = require_const(ends, "the ends input").reshape(-1)
+    if any(v is not None and runtime_param(v) is None for v in (starts, ends, axes, steps)):
+        return _slice_at_run_time(Y, data, starts, ends, axes, steps)
+    starts = runtime_param(starts).reshape(-1)
+    ends = runtime_param(ends).reshape(-1)
     rank = len(data.shape)
-    axes = list(range(len(starts))) if axes is None else \
-        [int(a) for a in require_const(axes, "the axes input").reshape(-1)]
-    steps = [1] * len(starts) if steps is None else \
-        [int(s) for s in require_const(steps, "the steps input").reshape(-1)]
+    axes = list(range(len(starts))) if axes is None else [int(a) for a in runtime_param(axes).reshape(-1)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in runtime_param(steps).reshape(-1)]
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise Unsupported("starts, ends, axes and steps differ in length")
     axes = [a + rank if a < 0 else a for a in axes]
@@ -81,6 +83,29 @@ def slice_(outs, data, starts, ends, axes=None, steps=None):
                    math=f"Y = X[start:end:step] along axes {axes}")
 
 
+def _slice_at_run_time(Y, data, starts, ends, axes, steps) -> Kernel:
+    """Slice with starts, ends, axes or steps given at run time: the kernel clamps them as ONNX says
+    (kiln_slice) and fails unless they select Y's static shape."""
+    k = starts.size
+    if any(v is not None and v.size != k for v in (ends, axes, steps)):
+        raise Unsupported("starts, ends, axes and steps differ in length")
+    if data.size == 0:
+        raise Unsupported("slices an empty tensor")
+    c_type(data, bits=True)
+    inputs, consts = {"X": data}, {}
+    defaults = {"A": np.arange(k), "S": np.ones(k)}         # axes 0, 1, ... and steps of 1
+    for arg, v in (("B", starts), ("E", ends), ("A", axes), ("S", steps)):
+        known = defaults.get(arg) if v is None else runtime_param(v)
+        if known is None:
+            inputs[arg] = v
+        else:
+            consts[arg] = np.asarray(known, dtype=np.int64).reshape(-1)
+    return Kernel("slice", inputs, {"Y": Y}, consts=consts, fails=True,
+                  params=dict(rank=len(data.shape), k=k, dims=list(data.shape), out=list(Y.shape),
+                              strides=contiguous_strides(data.shape)),
+                  math="Y = X[B:E:S] along the axes A (clamped as ONNX says)")
+
+
 @op("Split")
 def split(outs, input, split=None, *, axis=0, num_outputs=None):
     rank = len(input.shape)
@@ -88,8 +113,12 @@ def split(outs, input, split=None, *, axis=0, num_outputs=None):
     if not 0 <= axis < rank:
         raise Unsupported(f"axis {axis} out of range")
     dim = input.shape[axis]
-    if split is not None:
-        sizes = [int(s) for s in require_const(split, "the split input").reshape(-1)]
+    if split is not None:      # at run time, the split is the outputs' lengths on the axis
+        fixed = None if None in outs else [Y.shape[axis] for Y in outs]
+        sizes = runtime_param(split, fixed)
+        if sizes is None:
+            raise Unsupported("the split input must be a constant when an output is omitted")
+        sizes = [int(s) for s in sizes.reshape(-1)]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     else:      # equal parts (the last one smaller when num_outputs does not divide the axis)
         n = num_outputs or len(outs)
@@ -108,31 +137,47 @@ def split(outs, input, split=None, *, axis=0, num_outputs=None):
             raise Unsupported(f"output {i} has shape {Y.shape}, not the computed {tuple(dims)}")
         outputs[f"Y{i}"] = Y
         parts.append(part(f"Y{i}", dims, strides, offsets[i] * strides[axis]))
-    return strided(input, outputs, parts, math=f"Y0, Y1, ... = consecutive parts of X along axis {axis}")
+    kernel = strided(input, outputs, parts, math=f"Y0, Y1, ... = consecutive parts of X along axis {axis}")
+    return check_param(kernel, "S", split, sizes) if split is not None else kernel
 
 
 @op("Expand")
 def expand(outs, input, shape):
     (Y,) = outs
-    require_const(shape, "the shape input")
     rank = len(Y.shape)
     padded = (1,) * (rank - len(input.shape)) + tuple(input.shape)
     strides = [0 if d == 1 else s for d, s in zip(padded, contiguous_strides(padded))]
-    return strided(input, {"Y": Y}, [part("Y", Y.shape, strides)], math="Y = X broadcast to Y's shape")
+    kernel = strided(input, {"Y": Y}, [part("Y", Y.shape, strides)], math="Y = X broadcast to Y's shape")
+    if shape.is_const or shape.size == 0:
+        return kernel
+    # at run time, each entry of shape must broadcast with X's dim to Y's (1 only where they agree)
+    n = shape.size
+    if len(shape.shape) != 1 or n > rank:
+        raise Unsupported("the shape input must be a list no longer than the output's rank")
+    ok = [f"S[{i}] == {y}" + (" || S[{i}] == 1".format(i=i) if x == y else "")
+          for i, (x, y) in enumerate(zip(padded[rank - n:], Y.shape[rank - n:]))]
+    return guarded(kernel, "S", shape, [(" && ".join(f"({c})" for c in ok), {})])
 
 
 @op("Tile")
 def tile(outs, input, repeats):
     (Y,) = outs
-    repeats = [int(r) for r in require_const(repeats, "the repeats input").reshape(-1)]
-    if len(repeats) != len(input.shape) or any(r < 0 for r in repeats):
+    fixed = [y // x if x else None for x, y in zip(input.shape, Y.shape)]     # at run time: Y's dims / X's
+    counts = runtime_param(repeats, fixed if None not in fixed and len(Y.shape) == len(input.shape) else None)
+    if counts is None:
+        raise Unsupported("the repeats input must be a constant when the output's shape does not fix it")
+    counts = [int(r) for r in counts.reshape(-1)]
+    if len(counts) != len(input.shape) or any(r < 0 for r in counts):
         raise Unsupported("repeats must give one non-negative count per axis")
+    if tuple(r * d for r, d in zip(counts, input.shape)) != tuple(Y.shape):
+        raise Unsupported(f"output shape {Y.shape} differs from the tiled shape")
     # Y, seen as [r0][d0][r1][d1]..., reads X[i0][i1]... whatever the repetition
     dims, strides = [], []
-    for r, d, s in zip(repeats, input.shape, contiguous_strides(input.shape)):
+    for r, d, s in zip(counts, input.shape, contiguous_strides(input.shape)):
         dims += [r, d]
         strides += [0, s]
-    return strided(input, {"Y": Y}, [part("Y", dims, strides)], math=f"Y = X repeated {repeats} times")
+    kernel = strided(input, {"Y": Y}, [part("Y", dims, strides)], math=f"Y = X repeated {counts} times")
+    return check_param(kernel, "R", repeats, counts)
 
 
 def _regroup(X, Y, shape, perm, math):
@@ -188,9 +233,16 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
     if mode not in PAD_MODES:
         raise Unsupported(f"mode {mode!r} not supported")
     rank = len(data.shape)
-    pads = [int(p) for p in require_const(pads, "the pads input").reshape(-1)]
+    inputs = {"X": data}
+    if constant_value is not None and mode == "constant":
+        if constant_value.dtype != data.dtype or constant_value.size != 1:
+            raise Unsupported("constant_value must be one element of the data's dtype")
+        inputs["V"] = constant_value      # read as V[0]: exact for every dtype
+    if runtime_param(pads) is None or axes is not None and runtime_param(axes) is None:
+        return _pad_at_run_time(Y, data, pads, axes, mode, inputs)
+    pads = [int(p) for p in runtime_param(pads).reshape(-1)]
     axes = list(range(rank)) if axes is None else \
-        [int(a) + rank if a < 0 else int(a) for a in require_const(axes, "the axes input").reshape(-1)]
+        [int(a) + rank if a < 0 else int(a) for a in runtime_param(axes).reshape(-1)]
     if len(pads) != 2 * len(axes) or any(not 0 <= a < rank for a in axes):
         raise Unsupported("pads must give a begin and an end per axis")
     begin, end = [0] * rank, [0] * rank
@@ -215,11 +267,6 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
         return nothing({"X": data}, {"Y": Y})
     strides = contiguous_strides(data.shape)
     offsets = [np.where(t < 0, -1, t * s) for t, s in zip(tables, strides)]
-    inputs = {"X": data}
-    if constant_value is not None and mode == "constant":
-        if constant_value.dtype != data.dtype or constant_value.size != 1:
-            raise Unsupported("constant_value must be one element of the data's dtype")
-        inputs["V"] = constant_value      # read as V[0]: exact for every dtype
     # axes whose table is the identity need no table: X's offset follows the loop index
     dims, rows, blob = [], [], []
     for d, (t, s) in enumerate(zip(offsets, strides)):
@@ -234,8 +281,41 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
         consts["T"] = table.astype(np.int32 if data.size < 2**31 else np.int64)
     return Kernel("pad", inputs, {"Y": Y}, consts=consts,
                   params=dict(dims=dims, rows=rows, value="V[0]" if "V" in inputs else "0", ctype=ctype,
-                              constant=mode == "constant"),
+                              constant=mode == "constant", fills=[]),
                   math=f"Y = pad(X, begin {begin}, end {end}, mode {mode})")
+
+
+def _pad_at_run_time(Y, data, pads, axes, mode, inputs) -> Kernel:
+    """Pad whose pads (or axes) arrive at run time: the kernel fills the per-axis tables itself, from
+    the begin pads it reads, and fails unless each axis's begin + end is what Y's static shape says."""
+    rank = len(data.shape)
+    k = rank if axes is None else axes.size
+    if pads.size != 2 * k:
+        raise Unsupported("pads must give a begin and an end per axis")
+    listed = None if axes is None else runtime_param(axes)
+    consts = {"A": np.arange(rank, dtype=np.int64)} if axes is None else {} if listed is None else {"A": listed}
+    if listed is not None:
+        listed = [int(a) % rank for a in listed.reshape(-1)]
+    strides = contiguous_strides(data.shape)
+    rows, fills = [], []
+    for d, (n, m) in enumerate(zip(data.shape, Y.shape)):
+        if listed is not None and d not in listed:      # not padded: the identity
+            if n != m:
+                raise Unsupported(f"output shape {Y.shape} differs from the padded shape")
+            rows.append(dict(at=0, stride=strides[d], ident=True))
+            continue
+        lo, hi = (-n, m) if mode == "constant" else (0, m - n)     # the begin pads that can give m
+        if lo > hi or mode != "constant" and n == 0 and m:
+            raise Unsupported(f"mode {mode!r} cannot pad {n} elements to {m}")
+        at = sum(f["m"] for f in fills)
+        rows.append(dict(at=at, stride=strides[d], ident=False))
+        fills.append(dict(axis=d, at=at, n=n, m=m, lo=lo, hi=hi, stride=strides[d]))
+    return Kernel("pad", {**inputs, "P": pads, **({"A": axes} if axes is not None and not consts else {})},
+                  {"Y": Y}, consts=consts, fails=True,
+                  params=dict(dims=list(Y.shape), rows=rows, value="V[0]" if "V" in inputs else "0",
+                              ctype=c_type(data, bits=True), constant=mode == "constant", fills=fills, mode=mode,
+                              rank=rank, k=k, big=max([*data.shape, *Y.shape])),
+                  math=f"Y = pad(X, begin P[0:{k}], end P[{k}:{2 * k}] on the axes A, mode {mode})")
 
 
 @op("Trilu")
@@ -244,14 +324,14 @@ def trilu(outs, input, k=None, *, upper=1):
     c_type(input, bits=True)
     if len(input.shape) < 2:
         raise Unsupported("Trilu needs at least 2 dimensions")
-    k = 0 if k is None else int(require_const(k, "the k input").reshape(-1)[0])
+    known = runtime_param(k) if k is not None else np.zeros(1, dtype=np.int64)
     if Y.size == 0:
         return nothing({"X": input}, {"Y": Y})
     *batch, R, C = input.shape
     keep = "j - i >= k" if upper else "j - i <= k"
-    return Kernel("trilu", {"X": input}, {"Y": Y},
-                  params=dict(B=int(np.prod(batch, dtype=np.int64)), R=R, C=C, k=max(-R - 1, min(C + 1, k)),
-                              upper=bool(upper)),
+    return Kernel("trilu", {"X": input, **({"K": k} if known is None else {})}, {"Y": Y},     # K: read at run time
+                  params=dict(B=int(np.prod(batch, dtype=np.int64)), R=R, C=C, upper=bool(upper),
+                              k=None if known is None else max(-R - 1, min(C + 1, int(known.reshape(-1)[0])))),
                   math=f"Y[..][i][j] = X[..][i][j] where {keep}, else 0")
 
 

@@ -1,11 +1,13 @@
-"""Hardmax, LpNormalization (along one axis), CumProd (constant axis), EyeLike, Compress (constant
-condition, as a Gather with constant indices), CenterCropPad (constant shape, as a Pad)."""
+"""Hardmax, LpNormalization (along one axis), CumProd (as CumSum, in reduce.py), EyeLike, Compress (a
+constant condition as a Gather with constant indices; one given at run time is counted, then read),
+CenterCropPad (as a Pad; a shape given at run time is checked against the output's)."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const, require_dtype, wrapping_type
+from . import Kernel, Unsupported, c_type, check_param, guarded, op, require_dtype, runtime_param
 from .layout import nothing
+from .reduce import cumulative
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -48,30 +50,7 @@ def lp_normalization(outs, input, *, axis=-1, p=2):
 
 @op("CumProd")
 def cum_prod(outs, x, axis, *, exclusive=0, reverse=0):
-    (Y,) = outs
-    ctype = c_type(x)
-    if np.dtype(x.dtype) == np.bool_:
-        raise Unsupported("CumProd of bool")
-    rank = len(x.shape)
-    if x.size == 0:
-        return nothing({"X": x}, {"Y": Y})
-    if axis.size != 1 or axis.dtype is None or np.dtype(axis.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
-        raise Unsupported("axis must be one int32 or int64 number")
-    common = dict(ctype=ctype, acc=wrapping_type(x.dtype) or ctype, product=True,
-                  exclusive=bool(exclusive), reverse=bool(reverse))
-    cases = [dict(axis=a, outer=int(np.prod(x.shape[:a], dtype=np.int64)), n=x.shape[a],
-                  inner=int(np.prod(x.shape[a + 1:], dtype=np.int64))) for a in range(rank)]
-    how = f"{', exclusive' if exclusive else ''}{', reversed' if reverse else ''}"
-    if axis.is_const:
-        a = int(axis.const.reshape(-1)[0])
-        if not -rank <= a < rank:
-            raise Unsupported("axis must be within the rank")
-        case = cases[a % rank]
-        return Kernel("cumsum", {"X": x}, {"Y": Y}, params=dict(common, **case), macs=x.size,
-                      math=f"Y = running product of X along axis {case['axis']}{how}")
-    # the axis arrives at run time: one loop nest per possible axis
-    return Kernel("cum_any_axis", {"X": x, "A": axis}, {"Y": Y}, params=dict(common, cases=cases, rank=rank),
-                  macs=x.size, math=f"Y = running product of X along axis A[0]{how}")
+    return cumulative(outs[0], x, axis, exclusive=exclusive, reverse=reverse, product=True)
 
 
 @op("EyeLike")
@@ -94,11 +73,13 @@ def eye_like(outs, input, *, dtype=None, k=0):
 def compress(outs, input, condition, *, axis=None):
     (Y,) = outs
     c_type(input, bits=True)
-    cond = require_const(condition, "the condition").reshape(-1).astype(bool)
     if axis is None:
         outer, A, inner = 1, input.size, 1
     else:
         outer, A, inner = _split(input.shape, axis)
+    if runtime_param(condition) is None:
+        return _compress_at_run_time(Y, input, condition, outer, A, inner)
+    cond = runtime_param(condition).reshape(-1).astype(bool)
     idx = np.nonzero(cond[:A])[0]
     if Y.size == 0 or idx.size == 0 or A == 0:
         return nothing({"X": input}, {"Y": Y})
@@ -109,20 +90,33 @@ def compress(outs, input, condition, *, axis=None):
                   math=f"Y = the slices of X along axis {axis} where the condition holds")
 
 
+def _compress_at_run_time(Y, X, condition, outer, A, inner) -> Kernel:
+    """The condition at run time: the kernel copies the slices where it holds, and fails unless they
+    are as many as Y's static shape holds."""
+    require_dtype(condition, dtypes=(np.dtype(np.bool_),))
+    if len(condition.shape) != 1 or outer * inner == 0 or Y.size % (outer * inner):
+        raise Unsupported("the condition must be 1-D and the output a whole number of slices")
+    N, L = Y.size // (outer * inner), min(condition.size, A)
+    kernel = Kernel("compress", {"X": X}, {"Y": Y}, params=dict(outer=outer, A=A, L=L, N=N, inner=inner),
+                    math="Y = the slices of X along the axis where C holds")
+    return guarded(kernel, "C", condition, [(f"kiln_count_true(C, {L}) == {N}", {})])
+
+
 @op("CenterCropPad")
 def center_crop_pad(outs, input_data, shape, *, axes=None):
     """The target sizes are read off the output's shape (known at compile time), so `shape` may be a
-    run-time input; lowered as a Pad with negative pads where it crops."""
+    run-time input (checked to hold them); lowered as a Pad with negative pads where it crops."""
     from ..ir import Value
     from .layout import pad
     (Y,) = outs
     rank = len(input_data.shape)
     if Y.shape is None or len(Y.shape) != rank:
         raise Unsupported("the output shape must be known")
+    axes_ = list(range(rank)) if axes is None else [a % rank for a in axes]
+    sizes = runtime_param(shape, [Y.shape[a] for a in axes_])
     if shape.is_const:
-        axes_ = list(range(rank)) if axes is None else [a % rank for a in axes]
         want = list(input_data.shape)
-        for a, s in zip(axes_, shape.const.reshape(-1)):
+        for a, s in zip(axes_, sizes.reshape(-1)):
             want[a] = int(s)
         if tuple(want) != tuple(Y.shape):
             raise Unsupported("the output shape differs from the shape input")
@@ -136,13 +130,14 @@ def center_crop_pad(outs, input_data, shape, *, axes=None):
         end.append(s - n - b)
     pads = Value(name="pads", shape=(2 * rank,), dtype=np.dtype(np.int64),
                  const=np.array(begin + end, dtype=np.int64))
-    return pad([Y], input_data, pads)
+    return check_param(pad([Y], input_data, pads), "S", shape, sizes)
 
 
 @op("Col2Im")
 def col2im(outs, input, image_shape, block_shape, *, dilations=None, pads=None, strides=None):
     """The image sizes are read off the output's shape; the block sizes are read at run time (only
-    their product, input.shape[1] / C, is fixed), and each spatial position count follows from them."""
+    their product, input.shape[1] / C, is fixed), and each spatial position count follows from them
+    (the layer fails when they do not give the input's L positions)."""
     (Y,) = outs
     require_dtype(input, Y)
     require_dtype(block_shape, dtypes=(np.dtype(np.int64), np.dtype(np.int32)))
@@ -161,7 +156,7 @@ def col2im(outs, input, image_shape, block_shape, *, dilations=None, pads=None, 
         raise Unsupported("dilations, strides and pads must give every spatial dimension")
     if Y.size == 0 or input.size == 0:
         return Kernel("eye_like", {}, {"Y": Y}, params=dict(size=Y.size, C=1, ctype="float", first=0, count=0, k=0))
-    return Kernel("col2im", {"X": input, "B": block_shape}, {"Y": Y},
+    return Kernel("col2im", {"X": input, "B": block_shape}, {"Y": Y}, fails=True,
                   params=dict(NC=N * C, K=input.shape[1] // C, L=input.shape[2], I=I, nd=nd, D=dilations,
                               S=strides, P=pads[:nd], PE=pads[nd:], size=Y.size,
                               plane=int(np.prod(I, dtype=np.int64))),

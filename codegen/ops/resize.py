@@ -5,7 +5,9 @@ transformation mode, axes and keep_aspect_ratio_policy.
 Resizing is separable, so the lowering works out, per resized axis and per output index, which
 input indices contribute and with what weights (the taps), exactly as the ONNX reference computes
 them (in double); the kernel only sums products of table entries. Nearest needs one tap of weight
-1 per axis: a pure gather, so it works for every dtype. scales, sizes and roi must be constants.
+1 per axis: a pure gather, so it works for every dtype. Sizes given at run time are checked against
+the output's shape; scales, sizes with a keep_aspect_ratio_policy, or a roi given at run time
+(without antialias) are read by the kernel, which then computes the taps itself.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_float, c_type, op, require_const, require_dtype
+from . import Kernel, Unsupported, c_float, c_type, check_param, op, require_dtype, runtime_param
 from .layout import contiguous_strides, nothing
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -143,17 +145,31 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     axes = list(range(rank)) if axes is None else [a + rank if a < 0 else a for a in axes]
     if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
         raise Unsupported("axes out of range or repeated")
-    scales = require_const(scales, "the scales input")
-    sizes = require_const(sizes, "the sizes input")
+    attrs = dict(mode=mode, coordinate_transformation_mode=ctm, nearest_mode=nearest_mode, antialias=antialias,
+                 cubic_coeff_a=cubic_coeff_a, exclude_outside=exclude_outside,
+                 extrapolation_value=extrapolation_value, ctype=ctype)
+    if scales is not None and runtime_param(scales) is None:
+        if sizes is not None and sizes.size:
+            raise Unsupported("exactly one of scales and sizes must be given")
+        return _resize_at_run_time(Y, X, axes, attrs, scales=scales, roi=roi)
+    sizes_in, stretch = sizes, keep_aspect_ratio_policy == "stretch"
+    scales = runtime_param(scales)
+    sizes = runtime_param(sizes, [Y.shape[a] for a in axes] if stretch else None)   # at run time: Y's dims
+    if sizes_in is not None and sizes is None:     # the scale follows from the sizes and the policy
+        if keep_aspect_ratio_policy not in ("not_larger", "not_smaller"):
+            raise Unsupported(f"keep_aspect_ratio_policy {keep_aspect_ratio_policy!r} not supported")
+        return _resize_at_run_time(Y, X, axes, attrs, sizes=sizes_in, policy=keep_aspect_ratio_policy, roi=roi)
     scales = None if scales is None or scales.size == 0 else [float(s) for s in scales.reshape(-1)]
     sizes = None if sizes is None or sizes.size == 0 else [int(s) for s in sizes.reshape(-1)]
     if (scales is None) == (sizes is None):
         raise Unsupported("exactly one of scales and sizes must be given")
     if len(scales or sizes) != len(axes):
         raise Unsupported("scales or sizes must give one value per axis")
-    roi_full = None
-    if ctm == "tf_crop_and_resize":
-        r = require_const(roi, "the roi input")
+    roi_full, roi_at_run_time = None, False
+    if ctm == "tf_crop_and_resize" and roi is not None and runtime_param(roi) is None:
+        roi_at_run_time = True         # the taps are computed at run time (below)
+    elif ctm == "tf_crop_and_resize":
+        r = runtime_param(roi)
         if r is None or r.size != 2 * len(axes):
             raise Unsupported("tf_crop_and_resize needs a roi with a start and an end per axis")
         r = r.reshape(-1).astype(np.float64)
@@ -184,9 +200,11 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
     if tuple(size_of) != tuple(Y.shape):
         raise Unsupported(f"output shape {Y.shape} differs from the computed {tuple(size_of)}")
     if Y.size == 0:
-        return nothing({"X": X}, {"Y": Y})
+        return check_param(nothing({"X": X}, {"Y": Y}), "S", sizes_in, sizes or [])
     if X.size == 0:
         raise Unsupported("resizes an empty tensor")
+    if roi_at_run_time:
+        return check_param(_resize_at_run_time(Y, X, axes, attrs, fixed=scale_of, roi=roi), "S", sizes_in, sizes or [])
 
     coeffs = {"nearest": _nearest, "linear": _linear, "cubic": _cubic}[mode]
     coeffs_of = lambda r, s: coeffs(r, s, nearest_mode=nearest_mode, antialias=antialias,   # noqa: E731
@@ -224,13 +242,72 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
         consts["Q"] = np.concatenate(offsets).astype(np.int32 if X.size < 2**31 else np.int64)
     if weights:
         consts["Wt"] = np.concatenate(weights)
-    return Kernel("resize", {"X": X}, {"Y": Y}, consts=consts,
-                  params=dict(rows=rows, ctype=ctype, extrapolate=extrapolate,
+    return check_param(Kernel("resize", {"X": X}, {"Y": Y}, consts=consts,
+                  params=dict(rows=rows, ctype=ctype, extrapolate=extrapolate, fills=[],
                               qtype="int32_t" if X.size < 2**31 else "int64_t",
                               value=c_float(extrapolation_value) if ctype == "float" else None,
                               taps=[r for r in rows if r["kind"] == "taps"]),
                   macs=Y.size * int(np.prod([r["taps"] for r in rows if r["kind"] == "taps"], dtype=np.int64)),
-                  math=f"Y = resize(X) by {mode} ({ctm}), sizes {list(X.shape)} -> {list(Y.shape)}")
+                  math=f"Y = resize(X) by {mode} ({ctm}), sizes {list(X.shape)} -> {list(Y.shape)}"),
+                       "S", sizes_in, sizes or [])
+
+
+def _resize_at_run_time(Y, X, axes, attrs, *, scales=None, sizes=None, policy=None, fixed=None, roi=None):
+    """The kernel computes each resized axis's taps itself (kiln_resize_taps, the same arithmetic as
+    axis_taps) from what arrives at run time: the scales S, or the sizes S and a
+    keep_aspect_ratio_policy (one scale: the smallest or largest of sizes / input lengths), each
+    checked to give the output's static length; or, the scales `fixed` at compile time, the roi R."""
+    mode, ctm = attrs["mode"], attrs["coordinate_transformation_mode"]
+    k, inputs = len(axes), {"X": X}
+    if attrs["antialias"] or X.size == 0:
+        raise Unsupported("antialias with scales, sizes or roi given at run time, or an empty input")
+    if fixed is None:
+        param = sizes if policy else scales
+        if param.size != k:
+            raise Unsupported("scales or sizes must give one value per axis")
+        require_dtype(param, dtypes=(np.dtype(np.int64),) if policy else (np.dtype(np.float32),))
+        inputs["S"] = param
+    roi_c = [("0.0", "1.0")] * k
+    if ctm == "tf_crop_and_resize":
+        if roi is None or roi.size != 2 * k:
+            raise Unsupported("tf_crop_and_resize needs a roi with a start and an end per axis")
+        if attrs["ctype"] != "float":
+            raise Unsupported(f"extrapolation_value for dtype {X.dtype}")
+        if roi.is_const:
+            r = roi.const.reshape(-1).astype(np.float64)
+            roi_c = [(repr(float(r[i])), repr(float(r[k + i]))) for i in range(k)]
+        else:
+            require_dtype(roi, dtypes=(np.dtype(np.float32), np.dtype(np.float64)))
+            inputs["R"] = roi
+            roi_c = [(f"(double)R[{i}]", f"(double)R[{k + i}]") for i in range(k)]
+    strides = contiguous_strides(X.shape)
+    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    rows, fills = [], []
+    for a in range(len(X.shape)):
+        if a not in axes:
+            if X.shape[a] != Y.shape[a]:
+                raise Unsupported("an axis that is not resized changes length")
+            rows.append(dict(kind="ident", dim=Y.shape[a], stride=strides[a]))
+            continue
+        i, at = axes.index(a), sum(f["m"] for f in fills) * taps       # Q and Wt: the same layout
+        scale = repr(float(fixed[a])) if fixed is not None else "scale" if policy else f"(double)S[{i}]"
+        fills.append(dict(i=i, n=X.shape[a], m=Y.shape[a], stride=strides[a], at=at, wat=at, scale=scale,
+                          check=fixed is None, roi=", ".join(roi_c[i])))
+        rows.append(dict(kind="gather", dim=Y.shape[a], at=at) if taps == 1 else
+                    dict(kind="taps", dim=Y.shape[a], at=at, taps=taps, wat=at))
+    extrapolate = ctm == "tf_crop_and_resize"
+    codes = [COORDINATE_MODES.index(ctm), ["nearest", "linear", "cubic"].index(mode),
+             NEAREST_MODES.index(attrs["nearest_mode"]), repr(float(attrs["cubic_coeff_a"])),
+             int(bool(attrs["exclude_outside"]))]
+    what = "roi R" if fixed is not None else "sizes S" if policy else "scales S"
+    return Kernel("resize", inputs, {"Y": Y}, fails=True,
+                  params=dict(rows=rows, ctype=attrs["ctype"], extrapolate=extrapolate, qtype="ptrdiff_t",
+                              value=c_float(attrs["extrapolation_value"]) if extrapolate else None,
+                              taps=[r for r in rows if r["kind"] == "taps"], fills=fills,
+                              table=sum(f["m"] for f in fills) * taps, policy=policy, codes=codes),
+                  macs=Y.size * taps ** len(fills),
+                  math=f"Y = resize(X) by {mode} ({ctm}), the {what} read at run time, "
+                       f"sizes {list(X.shape)} -> {list(Y.shape)}")
 
 
 @op("Upsample")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_const
+from . import Kernel, Unsupported, c_type, check_param, op, runtime_param
 from .layout import nothing
 
 
@@ -61,20 +61,20 @@ op("ArgMin")(_arg(False))
 def top_k(outs, X, K, *, axis=-1, largest=1, sorted=1):
     Y, I = outs[0], outs[1] if len(outs) > 1 else None
     ctype = c_type(X)
-    k = require_const(K, "the K input").reshape(-1)
+    outer, n, inner, axis_ = _split(X.shape, axis)
+    k = runtime_param(K, [Y.shape[axis_] if Y.shape else 1]).reshape(-1)     # K fixes Y's length on the axis
     if k.size != 1:
         raise Unsupported("K must be one number")
     k = int(k[0])
-    outer, n, inner, axis_ = _split(X.shape, axis)
     if not 0 <= k <= n:
         raise Unsupported(f"K = {k} is outside 0..{n}")
     outputs = {"Y": Y, **({"I": I} if I is not None else {})}
     if Y.size == 0:
-        return nothing({"X": X}, outputs)
+        return check_param(nothing({"X": X}, outputs), "K", K, [k])
     is_float = np.dtype(X.dtype).kind == "f"
-    return Kernel("topk", {"X": X}, outputs,
+    return check_param(Kernel("topk", {"X": X}, outputs,
                   params=dict(outer=outer, n=n, inner=inner, k=k, ctype=ctype, indices=I is not None,
                               beats=_beats(bool(largest), is_float)),
                   macs=X.size * k,
                   math=f"Y, I = the {k} {'largest' if largest else 'smallest'} X along axis {axis_}, "
-                       "sorted, ties by lower index")
+                       "sorted, ties by lower index"), "K", K, [k])
