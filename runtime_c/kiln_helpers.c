@@ -245,6 +245,7 @@ static uint8_t kiln_f_to_e8m0(float x, int saturate, int mode)
     if (e == 0xffu)
         return 0xffu;
     return (uint8_t)(e + (unsigned)(up && !(saturate && e == 0xfeu)));
+}
 
 /* GridSample's reflection of a coordinate into [lo, hi], bouncing off the borders as often as it
  * takes (in double, as the ONNX reference computes it). */
@@ -271,6 +272,7 @@ static ptrdiff_t kiln_gs_tap(ptrdiff_t i, ptrdiff_t d, double lo, double hi, int
     if (padding == 2)
         i = (ptrdiff_t)kiln_gs_reflect((double)i, lo, hi);
     return i < 0 || i >= d ? -1 : i;
+}
 
 /* Slice along an axis of n > 0 elements, step != 0: how many of the indices start, start + step, ...
  * lie before end once ONNX has clamped start and end (negative ones count from the end); the first
