@@ -1,7 +1,7 @@
 """ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants.
 
-This is the only module that touches ONNX protobufs (apart from the reference
-runners in verify.py, which execute the original model).
+This is the only module that touches ONNX protobufs (with control_flow.py, which inlines If, Scan
+and Loop bodies, and apart from the reference runners in verify.py, which execute the original model).
 """
 from __future__ import annotations
 
@@ -134,6 +134,10 @@ def _convert(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise ModelError("the model imports no default-domain opset.")
     if version < 11 and _lossy_resizes(proto):
         raise UnsupportedError(_lossy_resizes(proto))
+    if version < 9 and any(n.op_type == "Scan" for n in proto.graph.node):
+        raise UnsupportedError([(n.name, n.op_type, "opset-8 Scan (with a batch axis and sequence_lens) loses its "
+                                 "batch axis in onnx's version converter") for n in proto.graph.node
+                                if n.op_type == "Scan"])
     if version > TARGET_OPSET:
         raise ModelError(f"the model uses opset {version}, newer than the newest Kiln knows ({TARGET_OPSET}).")
     if version == TARGET_OPSET:
@@ -235,6 +239,7 @@ def _check_sizes(graph: Graph) -> None:
 
 def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
+    from .control_flow import inline_control_flow
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
 
     proto, name = load_proto(model)
@@ -249,7 +254,7 @@ def load(model, input_shapes=None) -> Graph:
     proto = _infer(_convert(proto))
     graph = to_ir(proto, name)
     _check_sizes(graph)
-    graph = fold_constants(graph)
+    graph = inline_control_flow(fold_constants(graph))
     _require_static(graph)
     _check_sizes(graph)
     return _materialise_outputs(_drop_unused_outputs(graph))

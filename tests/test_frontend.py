@@ -124,3 +124,86 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
     path.write_bytes(m.SerializeToString())
     with pytest.raises(codegen.ModelError, match="outside"):
         codegen.compile(path)
+
+
+def _reference(m, *xs):
+    from onnx.reference import ReferenceEvaluator
+    ref = ReferenceEvaluator(m)
+    return ref.run(None, dict(zip([i.name for i in m.graph.input], xs)))
+
+
+def test_loop_with_a_constant_trip_count_is_unrolled():
+    """Loop(3, true, y): y += x[i] each step, reading an outer-scope x; the scan output stacks y."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]),
+         helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+         helper.make_node("Add", ["y_in", "row"], ["y_out"]),
+         helper.make_node("Identity", ["y_out"], ["s"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_in", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", TensorProto.FLOAT, [4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [4])])
+    loop = helper.make_node("Loop", ["trips", "true", "y0"], ["y", "ys"], body=body)
+    m = model([loop], [("x", (3, 4)), ("y0", (4,))], [("y", (4,)), ("ys", (3, 4))],
+              {"trips": np.array(3, np.int64), "true": np.array(True)})
+    assert all(n.op != "Loop" for n in frontend.load(m).nodes)
+    rng = np.random.default_rng(0)
+    x, y0 = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    for got, want in zip(codegen.compile(m).build(["-O1"])(x, y0), _reference(m, x, y0)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _scan_model(length):
+    """Scan over axis 1 of x, backwards, and stacking its output along axis 1 backwards too."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]), helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body", [helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [2]),
+                 helper.make_tensor_value_info("x_t", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("y_t", TensorProto.FLOAT, [2])])
+    scan = helper.make_node("Scan", ["s0", "x"], ["s", "ys"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1],
+                            scan_output_axes=[-1], scan_output_directions=[1])
+    return model([scan], [("s0", (2,)), ("x", (2, length))], [("s", (2,)), ("ys", (2, length))])
+
+
+def test_scan_axes_and_directions():
+    m = _scan_model(5)
+    rng = np.random.default_rng(1)
+    s0, x = rng.standard_normal(2).astype(np.float32), rng.standard_normal((2, 5)).astype(np.float32)
+    state, ys = s0.copy(), np.zeros_like(x)
+    for t in reversed(range(5)):       # onnx's reference evaluator runs forward scans only
+        state = state + x[:, t]
+        ys[:, t] = state * x[:, t]     # the backward output order puts step k at 4 - k: back at t
+    got_s, got_ys = codegen.compile(m).build(["-O1"])(s0, x)
+    np.testing.assert_allclose(got_s, state, rtol=1e-6)
+    np.testing.assert_allclose(got_ys, ys, rtol=1e-6)
+
+
+def test_unrolling_has_a_limit():
+    with pytest.raises(codegen.UnsupportedError, match="limit of 4096 unrolled nodes"):
+        frontend.load(_scan_model(10000))
+
+
+def test_if_with_a_constant_condition_inlines_the_taken_branch():
+    def branch(op):
+        return helper.make_graph([helper.make_node(op, ["x"], ["r"])], op, [],
+                                 [helper.make_tensor_value_info("r", TensorProto.FLOAT, [3])])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Size", ["s"], ["rank"]),
+             helper.make_node("Equal", ["rank", "one"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch("Neg"), else_branch=branch("Abs"))]
+    m = model(nodes, [("x", (3,))], [("y", (3,))], {"one": np.array(1, np.int64)})
+    assert [n.op for n in frontend.load(m).nodes if n.op != "Identity"] == ["Neg"]
+
+
+def test_if_with_a_run_time_condition_is_refused():
+    def branch(v):
+        return helper.make_graph([helper.make_node("Constant", [], ["r"], value_float=v)], "b", [],
+                                 [helper.make_tensor_value_info("r", TensorProto.FLOAT, [])])
+    m = model([helper.make_node("If", ["c"], ["y"], then_branch=branch(1.0), else_branch=branch(2.0))],
+              [("c", ())], [("y", ())])
+    m.graph.input[0].type.tensor_type.elem_type = TensorProto.BOOL
+    with pytest.raises(codegen.UnsupportedError, match="condition is not a compile-time constant"):
+        frontend.load(m)

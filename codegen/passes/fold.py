@@ -59,11 +59,12 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
             continue
         ins = [g.value(i) for i in node.inputs]
         outs = [g.values[o] for o in node.outputs if o]
+        bodies = [a for a in node.attrs.values() if isinstance(a, onnx.GraphProto)]
         results = None
         if node.op in ("Shape", "Size") and _static(ins[0]):
             results = [_shape_of(node, ins[0])]
-        elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not any(
-                isinstance(a, onnx.GraphProto) for a in node.attrs.values()) and _small(node, ins, outs):
+        elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not bodies \
+                and _small(node, ins, outs):
             try:
                 results = onnx_bridge.evaluate(g, node)
             except Exception:
@@ -73,7 +74,8 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
                 arr = np.asarray(arr)
                 g.values[out.name] = Value(out.name, tuple(arr.shape), arr.dtype, arr)
             continue
-        if not all(_static(v) and v.dtype is not None for v in outs) and all(v is None or _static(v) for v in ins):
+        if not bodies and not all(_static(v) and v.dtype is not None for v in outs) and \
+                all(v is None or _static(v) for v in ins):   # (control flow: the frontend inlines it)
             try:
                 inferred = onnx_bridge.infer(g, node)
             except Exception as err:
@@ -84,6 +86,8 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
                                            dtype if dtype is not None else out.dtype)
         kept.append(node)
     g.nodes = kept
-    live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs)
+    live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs) | \
+        {i for n in g.nodes for a in n.attrs.values() if isinstance(a, onnx.GraphProto)
+         for i in onnx_bridge.outer_names(a)}     # values that only an If/Scan/Loop body reads
     g.values = {k: v for k, v in g.values.items() if k in live}
     return g
