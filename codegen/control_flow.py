@@ -20,7 +20,7 @@ from onnx import numpy_helper
 
 from .errors import UnsupportedError
 from .ir import Graph, Node, Value
-from .onnx_bridge import subgraphs
+from .onnx_bridge import outer_names, subgraphs
 from .passes.fold import fold_constants
 
 CONTROL_FLOW = ("If", "Scan", "Loop")
@@ -243,3 +243,37 @@ def inline_control_flow(graph: Graph) -> Graph:
             if problems:
                 raise UnsupportedError(problems)
             return g
+
+
+def _mod_graph(g: Graph, node: Node, body: onnx.GraphProto) -> Graph | None:
+    """A FlexAttention modifier as an IR graph over the score tensor (B, Hq, L, S), constants folded;
+    None if it does not have that form (the lowering then refuses it)."""
+    from .frontend import _infer, to_ir
+    Q, K = g.value(node.inputs[0]), g.value(node.inputs[1]) if len(node.inputs) > 1 else None
+    if Q is None or K is None or Q.dtype is None or len(Q.shape or ()) != 4 or len(K.shape or ()) != 4 \
+            or len(body.input) != 1 or len(body.output) != 1 or outer_names(body):
+        return None
+    precision = node.attrs.get("softmax_precision")
+    dtype = np.dtype(np.float64) if precision == onnx.TensorProto.DOUBLE or (
+        precision is None and np.dtype(Q.dtype) == np.float64) else np.dtype(np.float32)
+    sub = onnx.GraphProto()
+    sub.CopyFrom(body)
+    tensor = sub.input[0].type.tensor_type
+    tensor.elem_type = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    del tensor.shape.dim[:]
+    for d in (Q.shape[0], Q.shape[1], Q.shape[2], K.shape[2]):
+        tensor.shape.dim.add().dim_value = d
+    proto = onnx.helper.make_model(sub, opset_imports=[onnx.helper.make_opsetid("", g.opset)])
+    # twice: a Range over a folded Shape learns its size in the first pass and folds in the second
+    return fold_constants(fold_constants(to_ir(_infer(proto), "mod")))
+
+
+def mod_graphs(graph: Graph) -> Graph:
+    """FlexAttention's score_mod and prob_mod subgraphs become IR graphs (see _mod_graph)."""
+    g = graph.copy()
+    for node in g.nodes:
+        if node.op == "FlexAttention":
+            for attr in ("score_mod", "prob_mod"):
+                if isinstance(node.attrs.get(attr), onnx.GraphProto):
+                    node.attrs[attr] = _mod_graph(g, node, node.attrs[attr]) or node.attrs[attr]
+    return g

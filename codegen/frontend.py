@@ -20,6 +20,7 @@ from .names import c_identifier
 TARGET_OPSET = 28          # every model is converted to this one opset before lowering
 MAX_TENSOR_BYTES = 1 << 31  # no single tensor of a model we compile may be larger (2 GiB)
 DEFAULT_DOMAINS = ("", "ai.onnx")
+PREVIEW_OPS = {"FlexAttention"}   # the ops of domain ai.onnx.preview that Kiln compiles
 
 
 def parse_input_shapes(specs) -> dict[str, tuple[int, ...]]:
@@ -100,7 +101,8 @@ def _check(proto: onnx.ModelProto) -> None:
 
 def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
     return [(n.name, n.op_type, f"domain {n.domain!r} is not supported")
-            for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS]
+            for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS
+            and not (n.domain == "ai.onnx.preview" and n.op_type in PREVIEW_OPS)]
 
 
 def _lossy_resizes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
@@ -239,7 +241,7 @@ def _check_sizes(graph: Graph) -> None:
 
 def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
-    from .control_flow import inline_control_flow
+    from .control_flow import inline_control_flow, mod_graphs
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
 
     proto, name = load_proto(model)
@@ -254,7 +256,7 @@ def load(model, input_shapes=None) -> Graph:
     proto = _infer(_convert(proto))
     graph = to_ir(proto, name)
     _check_sizes(graph)
-    graph = inline_control_flow(fold_constants(graph))
+    graph = mod_graphs(inline_control_flow(fold_constants(graph)))
     _require_static(graph)
     _check_sizes(graph)
     return _materialise_outputs(_drop_unused_outputs(graph))
