@@ -232,6 +232,9 @@ def inline_control_flow(graph: Graph) -> Graph:
                     _inline_scan(b, new, node, budget)
                 else:
                     _inline_loop(b, new, node, budget)
+                if len(b.nodes) > budget:
+                    raise _NotYet(f"inlining it would exceed the limit of {MAX_UNROLLED_NODES} unrolled nodes "
+                                  "in a model")
             except _NotYet as why:
                 problems.append((node.name, node.op, str(why)))
                 continue

@@ -207,3 +207,21 @@ def test_if_with_a_run_time_condition_is_refused():
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.BOOL
     with pytest.raises(codegen.UnsupportedError, match="condition is not a compile-time constant"):
         frontend.load(m)
+
+
+def test_nested_bodies_read_the_values_of_the_copy_they_are_in():
+    """An If inside a Scan body reads the step's slice (renamed per copy) and an outer weight."""
+    def out(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [2])
+    then_b = helper.make_graph([helper.make_node("Mul", ["x_t", "w"], ["r"])], "t", [], [out("r")])
+    else_b = helper.make_graph([helper.make_node("Neg", ["x_t"], ["r2"])], "e", [], [out("r2")])
+    body = helper.make_graph([helper.make_node("If", ["c"], ["m"], then_branch=then_b, else_branch=else_b),
+                              helper.make_node("Add", ["s_in", "m"], ["s_out"]),
+                              helper.make_node("Identity", ["s_out"], ["y"])], "body",
+                             [out("s_in"), out("x_t")], [out("s_out"), out("y")])
+    scan = helper.make_node("Scan", ["s0", "x"], ["s", "ys"], body=body, num_scan_inputs=1)
+    m = model([scan], [("s0", (2,)), ("x", (3, 2))], [("s", (2,)), ("ys", (3, 2))],
+              {"c": np.array(True), "w": np.array([2, 3], np.float32)})
+    s0, x = np.array([1, 2], np.float32), np.arange(6, dtype=np.float32).reshape(3, 2)
+    for got, want in zip(codegen.compile(m).build(["-O1"])(s0, x), _reference(m, s0, x)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
