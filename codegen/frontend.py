@@ -137,9 +137,9 @@ def _convert(proto: onnx.ModelProto) -> onnx.ModelProto:
     if version < 11 and _lossy_resizes(proto):
         raise UnsupportedError(_lossy_resizes(proto))
     if version < 9 and any(n.op_type == "Scan" for n in proto.graph.node):
-        raise UnsupportedError([(n.name, n.op_type, "opset-8 Scan (with a batch axis and sequence_lens) loses its "
-                                 "batch axis in onnx's version converter") for n in proto.graph.node
-                                if n.op_type == "Scan"])
+        raise UnsupportedError([(n.name or f"Scan_{i}", n.op_type, "opset-8 Scan (with a batch axis and "
+                                 "sequence_lens) loses its batch axis in onnx's version converter")
+                                for i, n in enumerate(proto.graph.node) if n.op_type == "Scan"])
     if version > TARGET_OPSET:
         raise ModelError(f"the model uses opset {version}, newer than the newest Kiln knows ({TARGET_OPSET}).")
     if version == TARGET_OPSET:
