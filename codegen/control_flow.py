@@ -64,13 +64,16 @@ class _Builder:
             self.g.values[name] = Value(name, tuple(const.shape), const.dtype, const)
         return name
 
+    def node_name(self, base: str) -> str:
+        name, k = f"{self.node.name}/{base}", 1
+        while name in self.taken:
+            name, k = f"{self.node.name}/{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
     def add(self, op: str, inputs: list[str], outputs: list[str] | None = None, **attrs) -> str:
         outputs = outputs or [self.fresh(op.lower())]
-        name, k = f"{self.node.name}/{op}", 1
-        while name in self.taken:
-            name, k = f"{self.node.name}/{op}_{k}", k + 1
-        self.taken.add(name)
-        self.nodes.append(Node(op, name, inputs, outputs, attrs))
+        self.nodes.append(Node(op, self.node_name(op), inputs, outputs, attrs))
         return outputs[0]
 
     def body(self, body: onnx.GraphProto, bound: dict[str, str], step: str) -> list[str]:
@@ -86,11 +89,8 @@ class _Builder:
                     mapping[o] = self.fresh(f"{step}/{o}")
             attrs = {a.name: _attr(a) for a in n.attribute}
             attrs = {k: _renamed(v, mapping) if isinstance(v, onnx.GraphProto) else v for k, v in attrs.items()}
-            name, k = f"{self.node.name}/{step}/{n.name or n.op_type}", 1
-            while name in self.taken:
-                name, k = f"{self.node.name}/{step}/{n.name or n.op_type}_{k}", k + 1
-            self.taken.add(name)
-            self.nodes.append(Node(n.op_type, name, inputs, [mapping[o] if o else "" for o in n.output], attrs))
+            self.nodes.append(Node(n.op_type, self.node_name(f"{step}/{n.name or n.op_type}"), inputs,
+                                   [mapping[o] if o else "" for o in n.output], attrs))
         return [mapping.get(o.name, o.name) for o in body.output]
 
     def finish(self, results: list[str]) -> None:
