@@ -51,9 +51,9 @@ def causal_conv_with_state(outs, input, weight, bias=None, past_state=None, *, a
         outputs["S"] = present
     load, store = FLOATS[kind]
     return Kernel("causal_conv", inputs, outputs,
-                  params=dict(B=B, C=C, L=L, K=K, ctype=c_type(input, bits=True), load=load, store=store, half=kind != "float32",
-                              silu=activation != "none", bias=bias is not None, past="P" in inputs,
-                              present="S" in outputs),
+                  params=dict(B=B, C=C, L=L, K=K, ctype=c_type(input, bits=True), load=load, store=store,
+                              half=kind != "float32", silu=activation != "none", bias=bias is not None,
+                              past="P" in inputs, present="S" in outputs),
                   macs=B * C * L * K,
                   math="Y[b][c][l] = act(bias[c] + sum_j W[c][j] * concat(past, X)[b][c][l + j]), "
                        "S = the last k - 1 positions of concat(past, X)")
@@ -82,6 +82,8 @@ def linear_attention(outs, query, key, value, past_state=None, decay=None, beta=
     if qd % Hq or value.shape[2] % Hkv:
         raise Unsupported("hidden sizes do not divide into the heads")
     dk, dv = qd // Hq, value.shape[2] // Hkv
+    if not dk or not dv:
+        raise Unsupported("heads of size zero")
     if tuple(key.shape) != (Bn, T, Hkv * dk) or tuple(value.shape[:2]) != (Bn, T):
         raise Unsupported("query, key and value disagree in batch, length or head size")
     if decay is not None and tuple(decay.shape) not in ((Bn, T, Hkv), (Bn, T, Hkv * dk)):
@@ -107,7 +109,7 @@ def linear_attention(outs, query, key, value, past_state=None, decay=None, beta=
     sload, sstore = FLOATS[state_kind]
     return Kernel("linear_attention", inputs, outputs,
                   params=dict(B=Bn, T=T, Hq=Hq, Hkv=Hkv, group=Hq // Hkv, dk=dk, dv=dv, scale=c_float(scale),
-                              ctype=c_type(query, bits=True), stype=c_type(present or past_state or query, bits=True),
+                              ctype=c_type(query, bits=True),
                               load=load, store=store, sload=sload, sstore=sstore, scratch=scratch,
                               past=past_state is not None, present=present is not None,
                               decay=None if decay is None else decay.shape[2] // Hkv,
