@@ -35,3 +35,66 @@ def bench(compiled, proto, arrays=None, runs: int = 0, budget_s: float = 4.0, cf
     macs = compiled.report["macs"]
     return dict(model=compiled.name, runs=runs, kiln_ms=kiln_ms, reference_ms=ref_ms, reference=reference.kind,
                 ratio=kiln_ms / ref_ms, gflops=2 * macs / (kiln_ms * 1e6) if kiln_ms else 0.0, macs=macs)
+
+
+# ---- the benchmark suite: `kiln bench --suite` ------------------------------------------------------
+
+LIGHT_ZOO = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
+             "vgg19", "zfnet512"]
+# PyTorch exports with seeded random weights, written by tests/fixtures/make_fixtures.py --bench-only
+EXPORTS = ["resnet18", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "squeezenet1_1", "ds_cnn", "resnet8",
+           "mlp_autoencoder", "transformer_encoder", "speech_lstm"]
+SUITE = EXPORTS + [f"light_{name}" for name in LIGHT_ZOO]
+
+
+def suite_paths(models_dir, only=None) -> dict:
+    """Suite model name -> path; a KilnError naming the script when the exports are missing."""
+    from pathlib import Path
+
+    import onnx.backend.test
+
+    from .errors import KilnError
+    light = Path(onnx.backend.test.__file__).parent / "data" / "light"
+    paths = {name: light / f"{name}.onnx" if name.startswith("light_") else Path(models_dir) / f"{name}.onnx"
+             for name in SUITE if not only or name in only}
+    unknown = set(only or ()) - set(SUITE)
+    if unknown:
+        raise KilnError(f"--only names {', '.join(sorted(unknown))}, not in the suite: {', '.join(SUITE)}.")
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise KilnError(f"{len(missing)} suite model(s) missing, e.g. {missing[0]}; write them with "
+                        "`pip install torch==2.14.1 torchvision==0.29.1 && python tests/fixtures/make_fixtures.py "
+                        f"--bench-only --bench-dir {models_dir}`.")
+    return paths
+
+
+def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None) -> list[dict]:
+    """Compile, check and time every suite model; one row each (an error row where a model fails)."""
+    import onnx
+
+    import codegen
+
+    from .verify import compare
+    rows = []
+    for name, path in suite_paths(models_dir, only).items():
+        if progress:
+            progress(name)
+        try:
+            compiled = codegen.compile(path)
+            proto = onnx.load(str(path))
+            io = path.with_name(path.stem + "_io.npz")
+            arrays = [np.load(io)["x"]] if io.is_file() else None
+            row = bench(compiled, proto, arrays, cflags=cflags, budget_s=budget_s)
+            runner = compiled.build(cflags)
+            arrays = arrays or random_inputs(runner.inputs)
+            want = Reference(proto)({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
+            errors = [compare(n, g, w) for g, (n, w) in zip(runner(*arrays), want.items())]
+            row.update(model=name, ok=all(e.ok for e in errors), max_rel_error=max(e.max_rel for e in errors))
+        except codegen.KilnError as err:
+            row = dict(model=name, error=str(err).splitlines()[0])
+        rows.append(row)
+    ok = [r for r in rows if "ratio" in r]
+    if ok:
+        rows.append(dict(model="geometric mean", ratio=float(np.exp(np.mean([np.log(r["ratio"]) for r in ok]))),
+                     slower=sum(r["ratio"] > 1 for r in ok), timed=len(ok)))
+    return rows

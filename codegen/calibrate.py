@@ -1,6 +1,7 @@
 """Activation statistics from calibration data: the reference runs the original model with every
 intermediate tensor exposed, and each float tensor gets its per-channel mean (axis 1), min and max.
-Used by channel pruning (mean replacement) and, later, by int8 calibration."""
+`Calibration.activations` gives a tensor's values over all samples, computed on first use. Used by
+channel pruning (mean replacement and weight reconstruction) and, later, by int8 calibration."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,6 +28,35 @@ def load_samples(calibration, input_specs) -> list[list[np.ndarray]]:
     if not samples:
         raise KilnError("calibration data holds no samples.")
     return samples
+
+
+class Calibration:
+    """The original model run on calibration samples: `stats[name]` for every float tensor, and
+    `activations(name)`: the tensor over all samples, concatenated along axis 0."""
+
+    def __init__(self, proto: onnx.ModelProto, samples, input_names):
+        self.proto, self.samples, self.input_names = proto, samples, list(input_names)
+        self._cache: dict[str, np.ndarray] = {}
+        self.stats = activation_stats(proto, samples, input_names)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def get(self, name: str) -> Stats | None:
+        return self.stats.get(name)
+
+    def activations(self, name: str) -> np.ndarray | None:
+        if name not in self._cache:
+            from .verify import Reference
+            if name in self.input_names:
+                parts = [s[self.input_names.index(name)] for s in self.samples]
+            else:
+                reference = Reference(self.proto, [name])
+                if name not in reference.output_names:
+                    return None
+                parts = [reference(dict(zip(self.input_names, s)))[name] for s in self.samples]
+            self._cache[name] = np.concatenate([np.asarray(p) for p in parts], axis=0)
+        return self._cache[name]
 
 
 def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, Stats]:

@@ -14,7 +14,7 @@ TARGETS = ("c",)    # cortex-m4, cortex-m0plus and cuda arrive with their issues
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", help="the ONNX model file")
+    common.add_argument("model", nargs="?", help="the ONNX model file")
     common.add_argument("--name", help="C name prefix (default: from the file name)")
     common.add_argument("--target", default="c", help="c (default)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--inputs", help=".npz of inputs")
     b.add_argument("--runs", type=int, default=0, help="timed pairs of runs (default: fit ~4 s)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.add_argument("--suite", action="store_true",
+                   help="time the benchmark suite (no MODEL): PyTorch exports and onnx's light zoo; one table")
+    b.add_argument("--models-dir", default="bench_models",
+                   help="where the suite's PyTorch exports are (default bench_models/)")
+    b.add_argument("--only", help="comma-separated suite model names")
+    b.add_argument("--json-out", metavar="FILE", help="with --suite: also write the rows as JSON")
     pr = sub.add_parser("prune-report", parents=[common],
                         help="sweep magnitude and channel pruning: size, MACs, error, accuracy")
     pr.add_argument("--inputs", help=".npz of inputs ('y'/'labels' for accuracy)")
@@ -65,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 def _compile(args):
     from . import compile as kiln_compile
     from .frontend import load_proto
+    if not args.model:
+        raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
     if args.target not in TARGETS:
         raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
     proto, _ = load_proto(args.model)
@@ -141,6 +149,8 @@ def cmd_verify(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import bench
+    if args.suite:
+        return _bench_suite(args)
     from .verify import load_inputs
     compiled, proto, _ = _compile(args)
     arrays = None
@@ -153,6 +163,33 @@ def cmd_bench(args) -> int:
         print(f"{r['model']}: kiln {r['kiln_ms']:.3f} ms, {r['reference']} {r['reference_ms']:.3f} ms, "
               f"ratio {r['ratio']:.2f} (kiln / reference), {r['gflops']:.2f} GFLOP/s, median of {r['runs']} runs")
     return 0
+
+
+def _bench_suite(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import run_suite
+    console = Console(stderr=True)
+    only = args.only.split(",") if args.only else None
+    rows = run_suite(args.models_dir, only, cflags=_cflags(args),
+                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"))
+    table = Table(title="Kiln vs onnxruntime (1 thread), median latency")
+    for col in ("model", "kiln ms", "onnxruntime ms", "ratio", "GFLOP/s", "max error / scale"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", "-", r["error"][:60])
+        elif "kiln_ms" in r:
+            table.add_row(r["model"], f"{r['kiln_ms']:.3f}", f"{r['reference_ms']:.3f}", f"{r['ratio']:.2f}",
+                          f"{r['gflops']:.1f}", f"{r['max_rel_error']:.1e}" + ("" if r["ok"] else " MISMATCH"))
+        else:
+            table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"slower on {r['slower']} of {r['timed']}")
+    Console().print(table)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0 if all(r.get("ok", True) for r in rows) else 1
 
 
 def cmd_inspect(args) -> int:

@@ -133,10 +133,10 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     graph = frontend.load(model, input_shapes)
     pass_options = dict(options)
     if calibration is not None:
-        from .calibrate import activation_stats, load_samples
+        from .calibrate import Calibration, load_samples
         specs = [(n, tuple(graph.values[n].shape), np.dtype(graph.values[n].dtype)) for n in graph.inputs]
         samples = load_samples(calibration, specs)
-        pass_options["activation_stats"] = activation_stats(frontend.load_proto(model)[0], samples, graph.inputs)
+        pass_options["calibration"] = Calibration(frontend.load_proto(model)[0], samples, graph.inputs)
         options["calibration_samples"] = len(samples)
     graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:

@@ -43,6 +43,8 @@ def load_proto(model) -> tuple[onnx.ModelProto, str]:
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"{path}: no such file.")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: the file is empty, not an ONNX model.")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:
@@ -222,6 +224,10 @@ def _require_static(graph: Graph) -> None:
                              f"--input-shape {name}=" + "x".join(str(d or 1) for d in (v.shape or (1,))) + ".")
     for v in graph.values.values():
         if v.shape is None or any(d is None for d in v.shape) or v.dtype is None:
+            from .ops import REGISTRY
+            unknown = [(n.name, n.op, "op is not supported") for n in graph.nodes if n.op not in REGISTRY]
+            if unknown:                  # the likelier cause, and the more useful message
+                raise UnsupportedError(unknown)
             raise ShapeError(f"tensor {v.name!r} has no static shape or dtype after shape inference and constant "
                              "folding (its shape depends on run-time data).")
 

@@ -8,11 +8,15 @@ Algorithm (after TensorFlow Lite Micro's greedy planner):
 3. Buffers are placed one by one, each at the lowest aligned offset that does not overlap a placed
    buffer live at the same time: largest first (TFLite Micro's order), and in three other orders
    (size x lifetime, lifetime, first use), each first-fit and best-fit; the smallest arena wins.
+4. If that arena is above the lower bound, a seeded local search moves one buffer at a time to
+   another place in the winning order, keeping moves that do not grow the arena, until the bound
+   is reached or SEARCH_MOVES moves are spent (densenet121: 5.6% over the bound -> at the bound).
 Limits: the order of execution is the graph's order (no reordering to lower the peak), and the
 greedy placement can exceed the lower bound (the largest sum of simultaneously live buffers).
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 
 from .ir import Graph
@@ -79,11 +83,14 @@ PLACEMENT_ORDERS = {
 }
 
 
-def _place(arena: list[Buffer], order, best_fit: bool) -> dict[int, int]:
+SEARCH_MOVES = 300
+
+
+def _place(ordered: list[Buffer], best_fit: bool) -> dict[int, int]:
     """Each buffer, in the given order, at the lowest offset free over its whole lifetime
     (first fit), or in the smallest such gap (best fit)."""
     placed, offsets = [], {}
-    for b in sorted(arena, key=order):
+    for b in ordered:
         busy = sorted((offsets[id(p)], offsets[id(p)] + p.size) for p in placed if p.first <= b.last and b.first <= p.last)
         gaps, offset = [], 0
         for lo, hi in busy:
@@ -94,6 +101,24 @@ def _place(arena: list[Buffer], order, best_fit: bool) -> dict[int, int]:
         offsets[id(b)] = min(gaps)[1] if best_fit else gaps[0][1]
         placed.append(b)
     return offsets
+
+
+def _search(arena: list[Buffer], lower_bound: int) -> dict[int, int]:
+    """The best greedy placement over PLACEMENT_ORDERS, then improved by moving buffers in its order."""
+    size = lambda offsets: max((offsets[id(b)] + b.size for b in arena), default=0)   # noqa: E731
+    tried = [(sorted(arena, key=key), fit) for key in PLACEMENT_ORDERS.values() for fit in (False, True)]
+    best, i = min((size(_place(o, f)), i) for i, (o, f) in enumerate(tried))
+    order, fit = tried[i]
+    rng = random.Random(0)                # seeded: the same model always gets the same plan
+    for _ in range(SEARCH_MOVES if len(arena) > 1 else 0):
+        if best <= lower_bound:
+            break
+        moved = list(order)
+        moved.insert(rng.randrange(len(moved)), moved.pop(rng.randrange(len(moved))))
+        arena_size = size(_place(moved, fit))
+        if arena_size <= best:
+            best, order = arena_size, moved
+    return _place(order, fit)
 
 
 def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
@@ -182,11 +207,10 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
         buffers[root].values.append(name)
         where[name] = buffers[root]
     arena = [b for b in buffers.values() if b.kind == "arena" and b.size]
-    offsets = min((_place(arena, key, fit) for key in PLACEMENT_ORDERS.values() for fit in (False, True)), key=lambda o: max(
-        (o[id(b)] + b.size for b in arena), default=0))
+    lower_bound = max((sum(b.size for b in arena if b.first <= t <= b.last) for t in range(end + 1)), default=0)
+    offsets = _search(arena, lower_bound)
     for b in arena:
         b.offset = offsets[id(b)]
     arena_bytes = max((b.offset + b.size for b in arena), default=0)
-    lower_bound = max((sum(b.size for b in arena if b.first <= t <= b.last) for t in range(end + 1)), default=0)
     return Plan(list(buffers.values()), where, copies, arena_bytes, lower_bound, end)
 

@@ -69,6 +69,9 @@ def test_inspect_table(capsys):
     (["compile", str(FIXTURES / "dynamic_batch_mlp.onnx")], "--input-shape x="),
     (["compile", str(FIXTURES / "mlp.onnx"), "--target", "avr"], "--target"),
     (["verify", str(FIXTURES / "mlp.onnx"), "--inputs", "nope.npz"], "--inputs"),
+    (["bench"], "needs a MODEL"),
+    (["bench", "--suite", "--models-dir", "nowhere"], "make_fixtures.py --bench-only"),
+    (["bench", "--suite", "--only", "resnet9000"], "not in the suite"),
 ])
 def test_user_mistakes_exit_2_with_one_sentence(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-m", "codegen.cli", *args], capture_output=True, text=True,

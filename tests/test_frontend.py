@@ -225,3 +225,28 @@ def test_nested_bodies_read_the_values_of_the_copy_they_are_in():
     s0, x = np.array([1, 2], np.float32), np.arange(6, dtype=np.float32).reshape(3, 2)
     for got, want in zip(codegen.compile(m).build(["-O1"])(s0, x), _reference(m, s0, x)):
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(codegen.ModelError, match="empty"):
+        codegen.compile(tmp_path / "empty.onnx")
+
+
+@pytest.mark.parametrize("elem, name", [(TensorProto.STRING, "string"), (TensorProto.COMPLEX64, "complex64")])
+def test_unsupported_dtype_is_named(elem, name):
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"], name="same")], "g",
+                              [helper.make_tensor_value_info("x", elem, (2,))],
+                              [helper.make_tensor_value_info("y", elem, (2,))])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(codegen.UnsupportedError, match=f"'same' \\(Identity\\): dtype {name} of 'x'"):
+        codegen.compile(m)
+
+
+def test_unsupported_op_with_a_data_dependent_shape_is_reported_as_unsupported():
+    nodes = [helper.make_node("NonMaxSuppression", ["b", "s"], ["i"], name="nms"),
+             helper.make_node("Relu", ["x"], ["y"], name="fine")]
+    m = model(nodes, [("x", (2, 3)), ("b", (1, 3, 4)), ("s", (1, 1, 3))], [("y", (2, 3))])
+    m.graph.output.append(helper.make_tensor_value_info("i", TensorProto.INT64, ("n", 3)))
+    with pytest.raises(codegen.UnsupportedError, match="'nms' \\(NonMaxSuppression\\): op is not supported"):
+        codegen.compile(m)

@@ -3,7 +3,7 @@ compiles, the model fixtures and digits run in a child pytest with KILN_SANITIZE
 uses -fsanitize=address,undefined -fno-sanitize-recover=all; any finding aborts the child.
 
 By hand:  KILN_SANITIZE=1 LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
-          python -m pytest tests/test_conformance.py tests/test_models.py -p no:xdist
+          python -m pytest tests/test_conformance.py tests/test_models.py tests/test_sparse.py -p no:xdist
 """
 import os
 import subprocess
@@ -24,7 +24,8 @@ def test_conformance_and_fixtures_are_clean_under_sanitizers(tmp_path):
     env = dict(os.environ, KILN_SANITIZE="1", LD_PRELOAD=_asan_runtime(), KILN_CACHE=str(tmp_path / "cache"),
                ASAN_OPTIONS="detect_leaks=0:abort_on_error=1", UBSAN_OPTIONS="print_stacktrace=1")
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
-           "tests/test_conformance.py", "tests/test_models.py", "-k", "conformance or fixture or digits"]
+           "tests/test_conformance.py", "tests/test_models.py", "tests/test_sparse.py",
+           "-k", "conformance or fixture or digits or sparse"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     tail = (proc.stdout + proc.stderr)[-3000:]
     assert proc.returncode == 0, tail

@@ -90,10 +90,20 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
     return kernel
 
 
+def _dtype_name(dtype) -> str:
+    return "string" if np.dtype(dtype).kind == "O" else np.dtype(dtype).name
+
+
 def lower(graph: Graph) -> dict[str, Kernel]:
     """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled."""
+    from ..emit import C_TYPES          # the element types a C buffer can hold
     kernels, problems = {}, []
     for node in graph.nodes:
+        odd = [(n, graph.value(n).dtype) for n in node.inputs + node.outputs
+               if n and np.dtype(graph.value(n).dtype).name not in C_TYPES]
+        if odd:
+            problems.append((node.name, node.op, f"dtype {_dtype_name(odd[0][1])} of {odd[0][0]!r} is not supported"))
+            continue
         try:
             kernels[node.name] = lower_node(graph, node)
         except Unsupported as why:

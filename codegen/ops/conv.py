@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, is_splat, op, require_dtype
+from . import Kernel, Unsupported, is_splat, op, require_dtype, sparse
 
 
 def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
@@ -51,6 +51,8 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         raise Unsupported("channels do not divide by group")
     macs = N * M * int(np.prod(out_sizes)) * Cg * int(np.prod(kernel))
     if spatial == 2 and group == 1 and W.is_const and not is_splat(W) and (B is None or B.is_const):
+        if W.dtype == np.float32 and sparse.worth_it("conv", W.const):
+            return _sparse(X, W, B, Y, strides, dilations, begin, macs)
         return _packed(X, W, B, Y, strides, dilations, begin, macs)
     return Kernel(
         "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
@@ -58,6 +60,22 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
                     S=strides, D=dilations, P=begin, has_bias=B is not None),
         splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
         math="Y[n][m][o] = B[m] + sum_{c,k} X[n][g*Cg+c][o*S + k*D - P] * W[m][c][k]")
+
+
+def _sparse(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
+    """2-D convolution over only the non-zero taps of each output channel (compressed sparse rows
+    of W as [M][C*KH*KW]): each tap adds a scaled input plane to the output plane."""
+    N, C, IH, IW = X.shape
+    M, _, KH, KW = W.shape
+    OH, OW = Y.shape[2:]
+    bias = B.const if B is not None else np.zeros(M, np.float32)
+    nonzero = int(np.count_nonzero(W.const))
+    return Kernel("conv_sparse", {"X": X}, {"Y": Y}, consts={**sparse.csr(W.const), "Bs": bias},
+                  params=dict(N=N, C=C, M=M, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW, SH=strides[0],
+                              SW=strides[1], DH=dilations[0], DW=dilations[1], PH=begin[0], PW=begin[1],
+                              nonzero=nonzero, density=f"{100 * nonzero / W.size:.1f}"),
+                  macs=macs * nonzero // W.size, epilogue_modes=("flat", "chan"),
+                  math="Y[n][m][oh][ow] = B[m] + sum over W's non-zero taps (c,kh,kw) of X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
 BLOCK_M = 8     # output channels held in registers at once

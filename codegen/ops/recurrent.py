@@ -58,7 +58,11 @@ def _recurrent(kind, outs, X, W, R, B, sequence_lens, initial_h, initial_c=None,
         raise Unsupported("B or P has an unexpected shape")
     if S == 0 or Bt == 0 or I == 0:
         raise Unsupported("an empty sequence, batch or input")
-    inputs = {"X": X, "W": W, "R": R}
+    # constant weights go in transposed ([dirs][I][G*H], [dirs][H][G*H]): the kernel adds scaled rows
+    packed = W.is_const and R.is_const
+    inputs = {"X": X} if packed else {"X": X, "W": W, "R": R}
+    consts = {"WT": np.ascontiguousarray(W.const.transpose(0, 2, 1)),
+              "RT": np.ascontiguousarray(R.const.transpose(0, 2, 1))} if packed else {}
     for name, v in (("B", B), ("H0", initial_h), ("C0", initial_c), ("P", P)):
         if v is not None:
             inputs[name] = v
@@ -80,8 +84,8 @@ def _recurrent(kind, outs, X, W, R, B, sequence_lens, initial_h, initial_c=None,
         s_at = ("(d * %d + b * %d)" % (Bt * H, H))
     f = [[ACTIVATIONS[a.lower()] for a in acts[d * per:(d + 1) * per]] for d in range(dirs)]
     macs = dirs * S * Bt * G * H * (I + H)
-    return Kernel("recurrent", inputs, outputs,
-                  params=dict(kind=kind, dirs=dirs, reverse=[direction == "reverse" or d == 1 for d in range(dirs)],
+    return Kernel("recurrent", inputs, outputs, consts=consts,
+                  params=dict(kind=kind, packed=packed, dirs=dirs, reverse=[direction == "reverse" or d == 1 for d in range(dirs)],
                               S=S, Bt=Bt, I=I, H=H, G=G, x_at=x_at, y_at=y_at, s_at=s_at, acts=f,
                               lbr=bool(linear_before_reset), has=set(inputs) | set(outputs)),
                   macs=macs, math=f"{kind}, {direction}, hidden {H}, {S} step(s) of batch {Bt}")

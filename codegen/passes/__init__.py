@@ -50,7 +50,7 @@ PASSES = [
          "fold BatchNorm / per-channel Mul, Add / Pad into Conv and Gemm"),
     Pass("prune_magnitude", _magnitude, 0, "zero small weights (--prune-threshold / --prune-sparsity)",
          lambda o: o.get("prune_threshold") is not None or o.get("prune_sparsity") is not None),
-    Pass("prune_channels", lambda g, o: channels(g, o["prune_channels"], o.get("activation_stats")), 0,
+    Pass("prune_channels", lambda g, o: channels(g, o["prune_channels"], o.get("calibration")), 0,
          "zero the output channels with the smallest L1 norm (--prune-channels)",
          lambda o: bool(o.get("prune_channels"))),
     Pass("remove_zero_channels", lambda g, o: remove_zero_channels(g), 1,

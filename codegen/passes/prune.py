@@ -184,11 +184,12 @@ def magnitude(graph: Graph, threshold: float | None = None, sparsity: float | No
     return g, log
 
 
-def channels(graph: Graph, fraction: float, stats=None) -> tuple[Graph, list[str]]:
+def channels(graph: Graph, fraction: float, calibration=None) -> tuple[Graph, list[str]]:
     """Zero the `fraction` of output channels with the smallest L1 norm in every layer that can lose
-    them. With activation statistics (calibration data), each removed channel's mean activation is
-    carried into the bias of the layers that read it (mean replacement), so they see on average
-    what they saw before."""
+    them. With calibration data, each layer that reads the removed channels is refitted to the
+    remaining ones by least squares on its calibration inputs, so that its output changes as little
+    as possible (the reconstruction step of ThiNet / He et al. 2017, no retraining); where its input
+    is not available, its bias takes the removed channels' mean contribution instead."""
     g = graph.copy()
     log = []
     users = g.consumers()
@@ -209,26 +210,74 @@ def channels(graph: Graph, fraction: float, stats=None) -> tuple[Graph, list[str
         w2[drop] = 0
         b2[drop] = 0
         _keep_outputs(g, node, w2, b2, np.arange(w.shape[0]))
-        compensated = [s.name for s in found[1] if stats and _compensate(g, s, drop, stats)]
+        how = {s.name: _refit(g, s, drop, calibration) for s in found[1]} if calibration is not None else {}
+        done = [f"{name!r} ({what})" for name, what in how.items() if what]
         log.append(f"channel pruning: zeroed {count} of {w.shape[0]} channels of {node.op} {node.name!r}"
-                   + (f", their mean activation moved into {', '.join(map(repr, compensated))}" if compensated else ""))
+                   + (f"; refitted {', '.join(done)}" if done else ""))
     return g, log
 
 
-def _compensate(g: Graph, sink: Node, drop: np.ndarray, stats) -> bool:
-    """sink's bias += the contribution the dropped channels made on average."""
-    st = stats.get(sink.inputs[0])
-    if st is None or st.mean.shape[0] <= drop.max():
-        return False
-    mean = st.mean[drop]
-    w = _const(g, sink.inputs[1]).astype(np.float64)
-    if sink.op == "Conv":
-        shift = (w[:, drop].reshape(w.shape[0], len(drop), -1).sum(axis=2) * mean).sum(axis=1)
-    else:
-        rows = w if sink.attrs.get("transB", 0) else w.T          # (N, K)
-        shift = (rows[:, drop] * mean).sum(axis=1) * sink.attrs.get("alpha", 1.0)
-    _, bias = _weights(g, sink)
+MAX_ROWS = 1 << 16     # calibration rows used to refit one layer (a deterministic subsample beyond)
+
+
+def _refit(g: Graph, sink: Node, drop: np.ndarray, calibration) -> str:
+    """Refit `sink` without its input channels `drop`: least squares on its calibration inputs, or
+    (without them) mean replacement. Returns what was done, "" for nothing."""
+    x = calibration.activations(sink.inputs[0])
+    w, bias = _weights(g, sink)
     if sink.op == "Gemm":
-        sink.attrs.update(beta=1.0)
-    _set_inputs(g, sink, {2: (bias + shift).astype(np.float32)})
-    return True
+        w = w * sink.attrs.get("alpha", 1.0)
+    if x is None or x.shape[1] != w.shape[1]:
+        stats = calibration.get(sink.inputs[0])
+        if stats is None or stats.mean.shape[0] != w.shape[1]:
+            return ""
+        flat = w.astype(np.float64).reshape(w.shape[0], w.shape[1], -1).sum(axis=2)
+        _store(g, sink, w, bias + flat[:, drop] @ stats.mean[drop])
+        return "mean replacement"
+    feats = _features(sink, x, w.shape[2:])
+    per = int(np.prod(w.shape[2:], dtype=np.int64))
+    keep = np.ones(w.shape[1], bool)
+    keep[drop] = False
+    cols = np.append(np.repeat(keep, per), True)                    # kept features and the bias column
+    xa = np.hstack([feats, np.ones((len(feats), 1))])
+    m = xa.T @ xa / len(xa)                                         # second moments of [x, 1]
+    full = np.hstack([w.reshape(w.shape[0], -1), bias.reshape(-1, 1)]).astype(np.float64)
+    a = m[np.ix_(cols, cols)]
+    a += np.eye(len(a)) * (1e-6 * np.trace(a) / len(a))             # ridge: keeps collinear inputs stable
+    fitted = np.linalg.solve(a, m[cols] @ full.T).T                 # (outputs, kept features + 1)
+    new = np.zeros_like(full)
+    new[:, cols] = fitted
+    _store(g, sink, new[:, :-1].reshape(w.shape), new[:, -1])
+    return "least squares"
+
+
+def _features(sink: Node, x: np.ndarray, kernel) -> np.ndarray:
+    """The vectors `sink` multiplies by its weight rows: x's rows (Gemm) or its convolution patches."""
+    x = x.astype(np.float64)
+    if sink.op == "Gemm":
+        rows = x.reshape(len(x), -1)
+    else:
+        from ..ops.conv import resolve_pads
+        n = len(kernel)
+        strides = sink.attrs.get("strides") or [1] * n
+        dil = sink.attrs.get("dilations") or [1] * n
+        begin, end = resolve_pads(sink.attrs.get("auto_pad", "NOTSET"), x.shape[2:], kernel, strides, dil,
+                                  sink.attrs.get("pads"))
+        x = np.pad(x, [(0, 0), (0, 0)] + list(zip(begin, end)))
+        span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+        win = np.lib.stride_tricks.sliding_window_view(x, span, axis=tuple(range(2, 2 + n)))
+        win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
+                  + tuple(slice(None, None, d) for d in dil)]
+        # (batch, C, out..., k...) -> (batch, out..., C, k...) -> one row per output position
+        win = np.moveaxis(win, 1, 1 + n)
+        rows = win.reshape(-1, int(np.prod(win.shape[1 + n:])))
+    step = -(-len(rows) // MAX_ROWS)
+    return rows[::step]
+
+
+def _store(g: Graph, sink: Node, w: np.ndarray, bias: np.ndarray) -> None:
+    """New weights (channels first, Gemm rows already scaled by alpha) and bias for `sink`."""
+    if sink.op == "Gemm":
+        sink.attrs.update(alpha=1.0, beta=1.0, transB=1)
+    dtype = _const(g, sink.inputs[1]).dtype
+    _set_inputs(g, sink, {1: w.astype(dtype), 2: np.asarray(bias, dtype).reshape(-1)})

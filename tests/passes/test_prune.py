@@ -66,10 +66,28 @@ def test_channel_pruning_shrinks_digits_and_keeps_most_accuracy():
     assert pruned.report["macs"] < 0.6 * full.report["macs"]
     assert pruned.sources.weight_bytes < 0.6 * full.sources.weight_bytes
     assert len(pruned.sources.c) < 0.65 * len(full.sources.c)
-    run = pruned.build(["-O1"])
+    run, run_full = pruned.build(["-O1"]), full.build(["-O1"])
     samples, labels = load_inputs(DIGITS / "digits_test.npz", run.inputs)
     accuracy = np.mean([int(np.argmax(run(*s)[0])) for s in samples] == labels)
-    assert accuracy > 0.9      # 92.9% measured (99.8% unpruned); mean replacement keeps it there
+    full_accuracy = np.mean([int(np.argmax(run_full(*s)[0])) for s in samples] == labels)
+    # 99.33% against 99.78% measured: the layers after each pruned one are refitted by least squares
+    assert accuracy >= full_accuracy - 0.02
+
+
+def test_refit_recovers_a_channel_that_is_a_multiple_of_another():
+    m = _two_convs(dead=())
+    w1 = numpy_helper.to_array(m.graph.initializer[0]).copy()
+    b1 = numpy_helper.to_array(m.graph.initializer[1]).copy()
+    w1[3], b1[3] = 0.05 * w1[0], 0.05 * b1[0]      # the smallest L1 norm, and relu(0.05 a) = 0.05 relu(a)
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w1, "w1"))
+    m.graph.initializer[1].CopyFrom(numpy_helper.from_array(b1, "b1"))
+    calibration = [RNG.standard_normal((1, 3, 7, 7)).astype(np.float32) for _ in range(16)]
+    pruned = codegen.compile(m, prune_channels=0.2, calibration=calibration)
+    assert "zeroed 1 of 6 channels" in pass_log(pruned, "prune_channels")[0]
+    assert "least squares" in pass_log(pruned, "prune_channels")[0]
+    assert pruned.graph.values[pruned.graph.nodes[0].inputs[1]].shape[0] == 5
+    x = RNG.standard_normal((1, 3, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(pruned.build(["-O1"])(x)[0], Reference(m)({"x": x})["y"], rtol=1e-3, atol=1e-3)
 
 
 def test_prune_report_rows():

@@ -1,0 +1,86 @@
+"""The generated C under other eyes: one model per kernel template (conformance cases, a fixture and a
+sparse layer) compiled by clang with -Weverything (less four warnings that contradict the design),
+and checked by clang's static analyzer and cppcheck. Skips, saying why, where the tools are missing
+(Debian: apt-get install clang cppcheck)."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import warnings
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import codegen
+from codegen.emit import TEMPLATES
+
+from .conftest import FIXTURES
+from .graphs import model
+
+# one conformance case for each kernel template it exercises first
+CASES = ["test_abs", "test_argmax_no_keepdims_example", "test_attention_4d", "test_averagepool_2d_precomputed_pads",
+         "test_batchnorm_example", "test_col2im", "test_convtranspose", "test_cumprod_1d", "test_einsum_transpose",
+         "test_eyelike_without_dtype", "test_gather_0", "test_gather_elements_0", "test_gathernd_example_int32",
+         "test_group_normalization_example", "test_gru_defaults", "test_hardmax_example", "test_lrn", "test_nllloss_NC",
+         "test_rms_normalization_4d_axis0", "test_rotary_embedding", "test_triu",
+         "test_attention_4d_with_past_and_present_expanded", "test_causal_conv_with_state_kernel_size_one_expanded",
+         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded", "test_causal_conv_with_state_silu_with_past_state",
+         "test_linear_attention_decode_step", "test_flexattention_causal_mask"]
+
+# and, from tests/test_constant_inputs.py, cases whose shape inputs are made constants
+CONSTANT_CASES = ["test_cumsum_1d", "test_onehot_without_axis", "test_resize_upsample_scales_nearest", "test_top_k",
+                  "test_expand_dim_changed"]
+
+CLANG_FLAGS = ["-std=c99", "-O2", "-Weverything", "-Werror",
+               "-Wno-declaration-after-statement",   # C99 allows it; clang flags it for C89 compatibility
+               "-Wno-float-equal",                    # Equal, Where and -inf masks compare floats on purpose
+               "-Wno-unused-macros",                  # the runtime header defines macros only some kernels use
+               "-Wno-padded"]
+
+
+def _sparse_conv():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    w[rng.random(w.shape) > 0.05] = 0
+    return model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                 [("x", (1, 8, 6, 6))], [("y", (1, 8, 6, 6))], dict(w=w))
+
+
+def _generate(root):
+    """Writes every model's C under root; returns the .c files and the templates they use."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case.node import collect_testcases
+        cases = {c.name: c.model for c in collect_testcases() if c.name in CASES}
+    from .test_constant_inputs import CASES as WITH_CONSTANTS
+    constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
+    models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx", "sparse_conv": _sparse_conv()}
+    templates = set()
+    for name, m in models.items():
+        compiled = codegen.compile(m, name="m")
+        compiled.save(root / name)
+        templates |= {k.template for k in compiled.kernels.values()}
+    return sorted(root.glob("*/m.c")), templates
+
+
+def _clean(cmd, cwd=None):
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0 and not proc.stderr.strip(), (cmd[-3:], proc.stderr[-3000:])
+
+
+def test_generated_c_passes_clang_weverything_its_analyzer_and_cppcheck(tmp_path):
+    files, templates = _generate(tmp_path)
+    every = {p.name.removesuffix(".c.j2") for p in (TEMPLATES / "c").glob("*.c.j2")} - {"model", "nothing"}
+    assert every - templates == set(), "add a model that uses these templates to CASES"
+    missing = [tool for tool in ("clang", "cppcheck") if shutil.which(tool) is None]
+    if "clang" not in missing:
+        for c in files:
+            _clean(["clang", *CLANG_FLAGS, "-c", str(c), "-o", "/dev/null"], c.parent)
+            _clean(["clang", "--analyze", "-std=c99", "-Xanalyzer", "-analyzer-werror", str(c), "-o", "/dev/null"],
+                   c.parent)
+    if "cppcheck" not in missing:
+        _clean(["cppcheck", "--error-exitcode=1", "--enable=warning,portability,performance", "--std=c99", "--quiet",
+                *map(str, files)])
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed (Debian: apt-get install clang cppcheck)")
