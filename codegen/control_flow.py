@@ -50,9 +50,8 @@ def _renamed(body: onnx.GraphProto, mapping: dict[str, str]) -> onnx.GraphProto:
 class _Builder:
     """Appends nodes and fresh values to a graph being inlined into."""
 
-    def __init__(self, graph: Graph, node: Node):
-        self.g, self.node, self.nodes = graph, node, []
-        self.taken = {n.name for n in graph.nodes}
+    def __init__(self, graph: Graph, node: Node, taken: set[str]):
+        self.g, self.node, self.nodes, self.taken = graph, node, [], taken   # taken: the node names in use
 
     def fresh(self, base: str, const=None) -> str:
         name, k = f"{self.node.name}/{base}", 1
@@ -121,7 +120,7 @@ def _graph_attr(node: Node, name: str) -> onnx.GraphProto:
     return body
 
 
-def _inline_if(b: _Builder, g: Graph, node: Node) -> None:
+def _inline_if(b: _Builder, g: Graph, node: Node, budget: int) -> None:
     taken = "then" if bool(np.asarray(_const(g, node.inputs[0], "condition")).reshape(-1)[0]) else "else"
     b.finish(b.body(_graph_attr(node, f"{taken}_branch"), {}, taken))
 
@@ -216,36 +215,35 @@ def _inline_loop(b: _Builder, g: Graph, node: Node, budget: int) -> None:
 
 
 def inline_control_flow(graph: Graph) -> Graph:
-    """Inline every If, Scan and Loop, folding constants after each; refuse the rest with reasons."""
+    """Inline every If, Scan and Loop whose structure is known, then fold constants, and again while any
+    was inlined (an inlined body may fix the condition of the next); refuse the rest with reasons."""
     g, budget = graph, MAX_UNROLLED_NODES
     while True:
-        problems = []
-        for i, node in enumerate(g.nodes):
+        new, nodes, problems, inlined = g.copy(), [], [], False
+        taken = {n.name for n in new.nodes}
+        for node in new.nodes:
             if node.op not in CONTROL_FLOW:
+                nodes.append(node)
                 continue
-            new = g.copy()
-            b = _Builder(new, node)
+            b = _Builder(new, node, taken)
             try:
-                if node.op == "If":
-                    _inline_if(b, new, node)
-                elif node.op == "Scan":
-                    _inline_scan(b, new, node, budget)
-                else:
-                    _inline_loop(b, new, node, budget)
+                {"If": _inline_if, "Scan": _inline_scan, "Loop": _inline_loop}[node.op](b, new, node, budget)
                 if len(b.nodes) > budget:
                     raise _NotYet(f"inlining it would exceed the limit of {MAX_UNROLLED_NODES} unrolled nodes "
                                   "in a model")
             except _NotYet as why:
                 problems.append((node.name, node.op, str(why)))
+                nodes.append(node)
                 continue
             budget -= len(b.nodes)
-            new.nodes[i:i + 1] = b.nodes
-            g = fold_constants(new)
-            break
-        else:
+            nodes += b.nodes
+            inlined = True
+        if not inlined:
             if problems:
                 raise UnsupportedError(problems)
             return g
+        new.nodes = nodes
+        g = fold_constants(new)
 
 
 def _mod_graph(g: Graph, node: Node, body: onnx.GraphProto) -> Graph | None:
