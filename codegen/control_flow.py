@@ -3,6 +3,7 @@
 Kiln's IR has no subgraphs, so the frontend replaces each If, Scan and Loop by the nodes of its body:
 
     If(c) with c a constant               -> the taken branch's nodes
+    If(c) with c known at run time only   -> both branches' nodes, Where(c, then_i, else_i) per output
     Scan(s..., x...) over T steps         -> T copies of the body; step t reads Gather(x, t, axis),
                                              scan outputs are Concat(Unsqueeze(y_t, axis) for all t)
     Loop(M, cond, v...) with M a constant  -> M copies of the body, when the loop cannot stop early
@@ -52,6 +53,7 @@ class _Builder:
 
     def __init__(self, graph: Graph, node: Node, taken: set[str]):
         self.g, self.node, self.nodes, self.taken = graph, node, [], taken   # taken: the node names in use
+        self.selects = []       # (then, else, output) of an If with a run-time condition
 
     def fresh(self, base: str, const=None) -> str:
         name, k = f"{self.node.name}/{base}", 1
@@ -120,9 +122,21 @@ def _graph_attr(node: Node, name: str) -> onnx.GraphProto:
     return body
 
 
-def _inline_if(b: _Builder, g: Graph, node: Node, budget: int) -> None:
-    taken = "then" if bool(np.asarray(_const(g, node.inputs[0], "condition")).reshape(-1)[0]) else "else"
-    b.finish(b.body(_graph_attr(node, f"{taken}_branch"), {}, taken))
+def _inline_if(b: _Builder, g: Graph, node: Node, budget: int, select: bool = False) -> None:
+    cond = g.value(node.inputs[0])
+    if not select or cond is None or cond.is_const:
+        taken = "then" if bool(np.asarray(_const(g, node.inputs[0], "condition")).reshape(-1)[0]) else "else"
+        b.finish(b.body(_graph_attr(node, f"{taken}_branch"), {}, taken))
+        return
+    if cond.shape is None or None in cond.shape or cond.size != 1:
+        raise _NotYet("its condition is not one element of static shape")
+    then = b.body(_graph_attr(node, "then_branch"), {}, "then")
+    other = b.body(_graph_attr(node, "else_branch"), {}, "else")
+    scalar = b.add("Reshape", [node.inputs[0], b.fresh("scalar", np.zeros(0, np.int64))])
+    for out, t, e in zip(node.outputs, then, other):
+        if out:
+            b.add("Where", [scalar, t, e], [out])
+            b.selects.append((t, e, out))
 
 
 def _stack(b: _Builder, steps: list[str], axis: int) -> str:
@@ -214,12 +228,22 @@ def _inline_loop(b: _Builder, g: Graph, node: Node, budget: int) -> None:
     b.finish(states + [_stack(b, ys, 0) for ys in outs])
 
 
+def _select_problem(g: Graph, names: list[str]) -> str | None:
+    """Why Where(cond, then, else) -> output would not be the If it replaced, if it would not."""
+    shapes = [g.values[x].shape for x in names]
+    if any(s is None or None in s for s in shapes):
+        return "the shapes of its outputs depend on run-time data"
+    return None if len(set(shapes)) == 1 else "its branches give different shapes"
+
+
 def inline_control_flow(graph: Graph) -> Graph:
     """Inline every If, Scan and Loop whose structure is known, then fold constants, and again while any
-    was inlined (an inlined body may fix the condition of the next); refuse the rest with reasons."""
-    g, budget = graph, MAX_UNROLLED_NODES
+    was inlined (an inlined body may fix the condition of the next). Only when nothing else can be
+    inlined does an If with a run-time condition become both branches and a Where per output (which
+    must then have equal static shapes). Refuse the rest with reasons."""
+    g, budget, select = graph, MAX_UNROLLED_NODES, False
     while True:
-        new, nodes, problems, inlined = g.copy(), [], [], False
+        new, nodes, problems, selects, inlined = g.copy(), [], [], [], False
         taken = {n.name for n in new.nodes}
         for node in new.nodes:
             if node.op not in CONTROL_FLOW:
@@ -227,7 +251,10 @@ def inline_control_flow(graph: Graph) -> Graph:
                 continue
             b = _Builder(new, node, taken)
             try:
-                {"If": _inline_if, "Scan": _inline_scan, "Loop": _inline_loop}[node.op](b, new, node, budget)
+                if node.op == "If":
+                    _inline_if(b, new, node, budget, select)
+                else:
+                    (_inline_scan if node.op == "Scan" else _inline_loop)(b, new, node, budget)
                 if len(b.nodes) > budget:
                     raise _NotYet(f"inlining it would exceed the limit of {MAX_UNROLLED_NODES} unrolled nodes "
                                   "in a model")
@@ -237,13 +264,20 @@ def inline_control_flow(graph: Graph) -> Graph:
                 continue
             budget -= len(b.nodes)
             nodes += b.nodes
+            selects += [(node, *s) for s in b.selects]
             inlined = True
+        if not inlined and problems and not select:
+            select = True           # nothing could be inlined: try run-time conditions
+            continue
         if not inlined:
             if problems:
                 raise UnsupportedError(problems)
             return g
-        new.nodes = nodes
+        new.nodes, select = nodes, False
         g = fold_constants(new)
+        unequal = [(n.name, n.op, why) for n, *names in selects if (why := _select_problem(g, names))]
+        if unequal:
+            raise UnsupportedError(unequal)
 
 
 def _mod_graph(g: Graph, node: Node, body: onnx.GraphProto) -> Graph | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import codegen
 from codegen import frontend
@@ -198,15 +198,26 @@ def test_if_with_a_constant_condition_inlines_the_taken_branch():
     assert [n.op for n in frontend.load(m).nodes if n.op != "Identity"] == ["Neg"]
 
 
-def test_if_with_a_run_time_condition_is_refused():
-    def branch(v):
-        return helper.make_graph([helper.make_node("Constant", [], ["r"], value_float=v)], "b", [],
-                                 [helper.make_tensor_value_info("r", TensorProto.FLOAT, [])])
-    m = model([helper.make_node("If", ["c"], ["y"], then_branch=branch(1.0), else_branch=branch(2.0))],
-              [("c", ())], [("y", ())])
+def _runtime_if(then_shape, else_shape):
+    def branch(name, shape):
+        value = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + (1 if name == "t" else -1)
+        return helper.make_graph([helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))],
+                                 name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)])
+    m = model([helper.make_node("If", ["c"], ["y"], then_branch=branch("t", then_shape),
+                                else_branch=branch("e", else_shape))], [("c", (1,))], [("y", then_shape)])
     m.graph.input[0].type.tensor_type.elem_type = TensorProto.BOOL
-    with pytest.raises(codegen.UnsupportedError, match="condition is not a compile-time constant"):
-        frontend.load(m)
+    return m
+
+
+def test_if_with_a_run_time_condition_computes_both_branches_and_selects():
+    run = codegen.compile(_runtime_if((2, 3), (2, 3))).build(["-O1"])
+    for c in (True, False):
+        np.testing.assert_array_equal(run(np.array([c]))[0], np.arange(6).reshape(2, 3) + (1 if c else -1))
+
+
+def test_if_with_a_run_time_condition_and_branches_of_different_shapes_is_refused():
+    with pytest.raises(codegen.KilnError, match="different shapes|shape inference"):
+        frontend.load(_runtime_if((2, 3), (1, 3)))
 
 
 def test_nested_bodies_read_the_values_of_the_copy_they_are_in():
