@@ -299,8 +299,7 @@ def _mod_graph(g: Graph, node: Node, body: onnx.GraphProto) -> Graph | None:
     for d in (Q.shape[0], Q.shape[1], Q.shape[2], K.shape[2]):
         tensor.shape.dim.add().dim_value = d
     proto = onnx.helper.make_model(sub, opset_imports=[onnx.helper.make_opsetid("", g.opset)])
-    # twice: a Range over a folded Shape learns its size in the first pass and folds in the second
-    return fold_constants(fold_constants(to_ir(_infer(proto), "mod")))
+    return fold_constants(to_ir(_infer(proto), "mod"))
 
 
 def mod_graphs(graph: Graph) -> Graph:

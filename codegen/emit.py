@@ -24,6 +24,11 @@ C_TYPES = {
     "int8": ("int8_t", "i8"), "uint8": ("uint8_t", "u8"), "int16": ("int16_t", "i16"),
     "uint16": ("uint16_t", "u16"), "int32": ("int32_t", "i32"), "uint32": ("uint32_t", "u32"),
     "int64": ("int64_t", "i64"), "uint64": ("uint64_t", "u64"), "bool": ("uint8_t", "u8"),
+    # one byte per element, as numpy (ml_dtypes) holds them: the float8 / float4 bits, and int4 / int2
+    # two's complement in the low bits
+    "float8_e4m3fn": ("uint8_t", "u8"), "float8_e4m3fnuz": ("uint8_t", "u8"), "float8_e5m2": ("uint8_t", "u8"),
+    "float8_e5m2fnuz": ("uint8_t", "u8"), "float8_e8m0fnu": ("uint8_t", "u8"), "float4_e2m1fn": ("uint8_t", "u8"),
+    "int4": ("uint8_t", "u8"), "uint4": ("uint8_t", "u8"), "int2": ("uint8_t", "u8"), "uint2": ("uint8_t", "u8"),
 }
 MEMBERS = [("u8", "uint8_t", 1), ("i8", "int8_t", 1), ("u16", "uint16_t", 2), ("i16", "int16_t", 2),
            ("u32", "uint32_t", 4), ("i32", "int32_t", 4), ("u64", "uint64_t", 8), ("i64", "int64_t", 8),

@@ -1,4 +1,6 @@
-"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants.
+"""ONNX -> IR: load, check, convert to one opset, infer static shapes, fold constants (re-inferring
+shapes as constants appear), and give float kernels float32 copies of half-precision operands
+(passes/widen.py).
 
 This is the only module that touches ONNX protobufs (with control_flow.py, which inlines If, Scan
 and Loop bodies, and apart from the reference runners in verify.py, which execute the original model).
@@ -107,14 +109,22 @@ def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
             and not (n.domain == "ai.onnx.preview" and n.op_type in PREVIEW_OPS)]
 
 
+def _array(t: onnx.TensorProto) -> np.ndarray:
+    """A tensor's data, or a ModelError when it does not match its shape and type."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:
+        raise ModelError(f"tensor {t.name!r}: its data does not match its shape and type.") from None
+
+
 def _lossy_resizes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
     """Upsample and opset-10 Resize map output to input coordinates asymmetrically (x / scale,
     floored); onnx's version converter turns them into a Resize-11+ that uses the default
     half_pixel coordinates instead. Both agree only for nearest mode with integer scales >= 1."""
-    consts = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    consts = {t.name: _array(t) for t in proto.graph.initializer}
     for n in proto.graph.node:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            consts[n.output[0]] = _array(n.attribute[0].t)
     problems = []
     for n in proto.graph.node:
         if n.op_type not in ("Upsample", "Resize"):
@@ -180,7 +190,7 @@ def _attr(a: onnx.AttributeProto):
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if isinstance(value, onnx.TensorProto):
-        return numpy_helper.to_array(value)
+        return _array(value)
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", "replace") for v in value]
     return value
@@ -192,10 +202,7 @@ def to_ir(proto: onnx.ModelProto, name: str) -> Graph:
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         values.setdefault(vi.name, _value(vi))
     for t in g.initializer:       # initializers listed as inputs too (opset-9 style) are constants
-        try:
-            arr = numpy_helper.to_array(t)
-        except Exception:
-            raise ModelError(f"initializer {t.name!r}: its data does not match its shape and type.") from None
+        arr = _array(t)
         values[t.name] = Value(t.name, tuple(arr.shape), arr.dtype, arr)
     nodes, taken = [], set()
     for i, n in enumerate(g.node):
@@ -249,6 +256,7 @@ def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
     from .control_flow import inline_control_flow, mod_graphs
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
+    from .passes.widen import widen_half
 
     proto, name = load_proto(model)
     proto_copy = onnx.ModelProto()
@@ -265,7 +273,7 @@ def load(model, input_shapes=None) -> Graph:
     graph = mod_graphs(inline_control_flow(fold_constants(graph)))
     _require_static(graph)
     _check_sizes(graph)
-    return _materialise_outputs(_drop_unused_outputs(graph))
+    return _materialise_outputs(widen_half(_drop_unused_outputs(graph)))
 
 
 def _drop_unused_outputs(graph: Graph) -> Graph:

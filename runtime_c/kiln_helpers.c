@@ -22,11 +22,11 @@ static uint16_t kiln_f2h(double x)
     if (a >= 65520.0)                       /* at least halfway past 65504: infinity */
         return (uint16_t)(sign | 0x7c00u);
     if (a < 6.103515625e-05)                /* subnormal, in units of 2^-24 (1024 is the first normal) */
-        return (uint16_t)(sign | (unsigned)nearbyint(a * 16777216.0));
+        return (uint16_t)(sign | (unsigned)(nearbyint(a * 16777216.0)));
     /* a = f * 2^e, f in [0.5, 1): exponent field e + 14, 10 mantissa bits; a carry out of the
      * mantissa (f rounds up to 2048) moves into the exponent, which is the correct result */
     const double f = frexp(a, &e);
-    return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)nearbyint(f * 2048.0) - 1024u);
+    return (uint16_t)(sign + ((unsigned)(e + 14) << 10) + (unsigned)(nearbyint(f * 2048.0)) - 1024u);
 }
 
 /* bfloat16 (its bits) -> float, exactly: they are the high half of the float's bits. */
@@ -49,9 +49,9 @@ static uint16_t kiln_f2bf(double x)
     if (a >= 0x1.ffp127)                    /* at least halfway past the largest finite: infinity */
         return (uint16_t)(sign | 0x7f80u);
     if (a < 0x1p-126)                       /* subnormal, in units of 2^-133 */
-        return (uint16_t)(sign | (unsigned)nearbyint(ldexp(a, 133)));
+        return (uint16_t)(sign | (unsigned)(nearbyint(ldexp(a, 133))));
     const double f = frexp(a, &e);          /* exponent field e + 126, 7 mantissa bits */
-    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)nearbyint(f * 256.0) - 128u);
+    return (uint16_t)(sign + ((unsigned)(e + 126) << 7) + (unsigned)(nearbyint(f * 256.0)) - 128u);
 }
 
 /* base^exponent modulo 2^64, exponent >= 0 (numpy's integer power wraps the same way). */
@@ -105,4 +105,170 @@ static uint32_t kiln_sat_uint32(double v)
 static uint64_t kiln_sat_uint64(double v)
 {
     return isnan(v) || v <= -1.0 ? 0 : v >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)v;
+}
+
+/* The magnitude bits of a small float with m mantissa bits, smallest normal exponent emin and no
+ * special values -> float, exactly. The per-format helpers below add the sign, NaN and infinity. */
+static float kiln_minifloat_to_f(unsigned bits, unsigned m, int emin)
+{
+    const unsigned e = bits >> m, f = bits & ((1u << m) - 1u);
+    return e == 0 ? ldexpf((float)f, emin - (int)m) : ldexpf((float)(f | (1u << m)), (int)e + emin - 1 - (int)m);
+}
+
+/* |x| (not NaN) -> the magnitude bits of that small float, rounded to nearest even (as kiln_f2h);
+ * `over` where it is infinite or rounds past max_bits (the largest finite). */
+static unsigned kiln_f_to_minifloat(double a, unsigned m, int emin, unsigned max_bits, unsigned over)
+{
+    int e = 0;
+    if (isinf(a))
+        return over;
+    if (a < ldexp(1.0, emin))               /* subnormal, in units of 2^(emin - m) */
+        return (unsigned)(nearbyint(ldexp(a, (int)m - emin)));
+    const double f = frexp(a, &e);          /* a = f * 2^e, f in [0.5, 1): exponent field e - emin */
+    const unsigned bits = ((unsigned)(e - emin) << m) + (unsigned)(nearbyint(ldexp(f, (int)m + 1))) - (1u << m);
+    return bits > max_bits ? over : bits;
+}
+
+/* float8 e4m3fn (its bits) -> float: no infinity, 0x7f and 0xff are NaN. */
+static float kiln_e4m3fn_to_f(uint8_t b)
+{
+    const float v = (b & 0x7fu) == 0x7fu ? NAN : kiln_minifloat_to_f(b & 0x7fu, 3, -6);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e4m3fn bits, rounded to nearest even; beyond 448 (or infinite) it gives 448
+ * when saturating, else NaN. */
+static uint8_t kiln_f_to_e4m3fn(double x, int saturate)
+{
+    const unsigned sign = signbit(x) ? 0x80u : 0u;
+    return (uint8_t)(sign | (isnan(x) ? 0x7fu : kiln_f_to_minifloat(fabs(x), 3, -6, 0x7eu, saturate ? 0x7eu : 0x7fu)));
+}
+
+/* float8 e4m3fnuz (its bits) -> float: no infinity, no -0, 0x80 is the one NaN. */
+static float kiln_e4m3fnuz_to_f(uint8_t b)
+{
+    const float v = b == 0x80u ? NAN : kiln_minifloat_to_f(b & 0x7fu, 3, -7);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e4m3fnuz bits: beyond 240 gives 240 when saturating, else NaN; a negative
+ * value that rounds to zero gives +0 (0x80 is the NaN). */
+static uint8_t kiln_f_to_e4m3fnuz(double x, int saturate)
+{
+    const unsigned a = isnan(x) ? 0x80u : kiln_f_to_minifloat(fabs(x), 3, -7, 0x7fu, saturate ? 0x7fu : 0x80u);
+    return (uint8_t)(a == 0u || a == 0x80u || !signbit(x) ? a : a | 0x80u);
+}
+
+/* float8 e5m2 (its bits) -> float: IEEE-like, 0x7c is infinity, above it NaN. */
+static float kiln_e5m2_to_f(uint8_t b)
+{
+    const unsigned a = b & 0x7fu;
+    const float v = a > 0x7cu ? NAN : a == 0x7cu ? INFINITY : kiln_minifloat_to_f(a, 2, -14);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e5m2 bits: beyond 57344 (or infinite) gives 57344 when saturating, else
+ * infinity. */
+static uint8_t kiln_f_to_e5m2(double x, int saturate)
+{
+    const unsigned sign = signbit(x) ? 0x80u : 0u;
+    return (uint8_t)(sign | (isnan(x) ? 0x7eu : kiln_f_to_minifloat(fabs(x), 2, -14, 0x7bu, saturate ? 0x7bu : 0x7cu)));
+}
+
+/* float8 e5m2fnuz (its bits) -> float: no infinity, no -0, 0x80 is the one NaN. */
+static float kiln_e5m2fnuz_to_f(uint8_t b)
+{
+    const float v = b == 0x80u ? NAN : kiln_minifloat_to_f(b & 0x7fu, 2, -15);
+    return (b & 0x80u) ? -v : v;
+}
+
+/* double -> float8 e5m2fnuz bits: beyond 57344 gives 57344 when saturating, else NaN. */
+static uint8_t kiln_f_to_e5m2fnuz(double x, int saturate)
+{
+    const unsigned a = isnan(x) ? 0x80u : kiln_f_to_minifloat(fabs(x), 2, -15, 0x7fu, saturate ? 0x7fu : 0x80u);
+    return (uint8_t)(a == 0u || a == 0x80u || !signbit(x) ? a : a | 0x80u);
+}
+
+/* float4 e2m1 (its bits, in the low 4) -> float: no infinity, no NaN. */
+static float kiln_e2m1_to_f(uint8_t b)
+{
+    const float v = kiln_minifloat_to_f(b & 7u, 1, 0);
+    return (b & 8u) ? -v : v;
+}
+
+/* double -> float4 e2m1 bits, rounded to nearest even, saturating at 6 (infinity too). It has
+ * no NaN: NaN gives a zero of the opposite sign, as ml_dtypes (the reference) does. */
+static uint8_t kiln_f_to_e2m1(double x)
+{
+    const unsigned sign = signbit(x) ? 8u : 0u;
+    return (uint8_t)(isnan(x) ? sign ^ 8u : sign | kiln_f_to_minifloat(fabs(x), 1, 0, 7u, 7u));
+}
+
+/* The low `width` bits of an int4 / int2 element, as its signed value. */
+static int8_t kiln_sext(unsigned bits, unsigned width)
+{
+    const int sign = 1 << (width - 1);
+    return (int8_t)(((int)(bits & ((1u << width) - 1u)) ^ sign) - sign);
+}
+
+/* float -> integer, truncating toward zero; NaN, infinity and anything beyond int64 give 0. The
+ * 4-bit and 2-bit types keep the low bits of this, as ml_dtypes (the reference) does. */
+static int64_t kiln_trunc_int64(double v)
+{
+    return isnan(v) || fabs(v) >= 9223372036854775808.0 ? 0 : (int64_t)v;
+}
+
+/* An int32 accumulator requantised as the QLinear ops' reference does: rint(acc * multiplier +
+ * zero_point), saturated to [lo, hi] (NaN gives lo). */
+static double kiln_requantize(int32_t acc, double multiplier, double zero_point, double lo, double hi)
+{
+    const double d = nearbyint((double)acc * multiplier + zero_point);
+    return d >= hi ? hi : d > lo ? d : lo;
+}
+
+/* float8 e8m0 (its bits: a biased exponent, no sign, no zero) -> float: 2^(b - 127), 0xff is NaN. */
+static float kiln_e8m0_to_f(uint8_t b)
+{
+    return b == 0xffu ? NAN : ldexpf(1.0f, (int)b - 127);
+}
+
+/* float -> float8 e8m0 bits as onnx's reference does it: the float's exponent field, rounded up
+ * (mode 0: any fraction), to nearest (mode 1) or down (mode 2); saturating keeps 0xfe from rounding
+ * up into 0xff (NaN). NaN and infinity give 0xff; the sign is ignored. */
+static uint8_t kiln_f_to_e8m0(float x, int saturate, int mode)
+{
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const unsigned e = (bits >> 23) & 0xffu;
+    const int up = mode == 0 ? (bits & 0x7fffffu) != 0
+                 : mode == 1 ? (bits & 0x400000u) && ((bits & 0x3fffffu) || e > 0) : 0;
+    if (e == 0xffu)
+        return 0xffu;
+    return (uint8_t)(e + (unsigned)(up && !(saturate && e == 0xfeu)));
+
+/* GridSample's reflection of a coordinate into [lo, hi], bouncing off the borders as often as it
+ * takes (in double, as the ONNX reference computes it). */
+static float kiln_gs_reflect(double x, double lo, double hi)
+{
+    const double range = hi - lo;
+    double dx, k, r;
+    if (!(x < lo || x > hi) || !(range > 0.0))
+        return (float)(x < lo || x > hi ? lo : x);
+    dx = x < lo ? lo - x : x - hi;
+    k = floor(dx / range);
+    r = dx - k * range;
+    if ((fmod(k, 2.0) == 0.0) == (x < lo))
+        return (float)(lo + r);
+    return (float)(hi - r);
+}
+
+/* GridSample: the element index a tap at integer coordinate i reads along an axis of length d,
+ * or -1 where zero padding reads 0 (padding 0: zeros, 1: border, 2: reflection into [lo, hi]). */
+static ptrdiff_t kiln_gs_tap(ptrdiff_t i, ptrdiff_t d, double lo, double hi, int padding)
+{
+    if (padding == 1)
+        return i < 0 ? 0 : i >= d ? d - 1 : i;
+    if (padding == 2)
+        i = (ptrdiff_t)kiln_gs_reflect((double)i, lo, hi);
+    return i < 0 || i >= d ? -1 : i;
 }

@@ -275,9 +275,9 @@ def test_chain_code_types_each_temporary():
     steps = [Node("Cast", "c", ["x"], ["t0"], dict(to=10)), Node("Greater", "g", ["t0", "x"], ["t1"]),
              Node("Where", "w", ["t1", "t0", "t0"], ["t2"])]
     lines, result = chain_code(steps, lambda name: "X0[i]")        # an untyped leaf is float32
-    assert lines == ["const uint16_t e0 = kiln_f2h(X0[i]);",
+    assert lines == ["const uint16_t e0 = kiln_f2h((double)(X0[i]));",
                      "const uint8_t e1 = (kiln_h2f(e0) > X0[i]);",
-                     "const uint16_t e2 = kiln_f2h((e1 ? kiln_h2f(e0) : kiln_h2f(e0)));"]
+                     "const uint16_t e2 = kiln_f2h((double)((e1 ? kiln_h2f(e0) : kiln_h2f(e0))));"]
     assert result == "e2"
 
 
@@ -302,7 +302,7 @@ def test_epilogue_typed_operands_and_refusal():
         attach_epilogue(anchor(), [Node("Greater", "g", [ACC, "r"], ["t4"])], values)
 
 
-@pytest.mark.parametrize("to", ["FLOAT8E5M2", "FLOAT8E4M3FN", "STRING", "INT4"])
+@pytest.mark.parametrize("to", ["STRING"])     # the small types: tests/test_quantize.py
 def test_cast_refuses_types_c_cannot_hold(to):
     x = np.zeros(SHAPE, np.float32)
     model = chain_model([("Cast", ["x"], dict(to=getattr(onnx.TensorProto, to)))], dict(x=x))

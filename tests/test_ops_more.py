@@ -208,3 +208,64 @@ def test_flex_attention_refuses_a_score_mod_that_is_not_elementwise():
     x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
     with pytest.raises(codegen.UnsupportedError, match="Softmax cannot be fused"):
         _against_reference(node, {"q": x, "k": x, "v": x}, 1, [("", 26), ("ai.onnx.preview", 1)])
+
+
+@pytest.mark.parametrize("axes", [[0, 2, 3], [1], [2, 3]])
+def test_mean_variance_normalization_axes(axes):
+    """test_mvn (no axes attribute) is refused by onnx's shape inference; with axes it compiles."""
+    x = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    one_node("MeanVarianceNormalization", {"x": x}, opset=13, axes=axes)
+
+
+def test_reverse_sequence_clamps_lengths():
+    x = RNG.standard_normal((4, 3)).astype(np.float32)
+    lens = np.array([9, -2, 2], dtype=np.int64)      # beyond T and negative: clamped into [0, T]
+    model = _model("ReverseSequence", [("x", x), ("l", lens)], [4, 3], batch_axis=1, time_axis=0)
+    (got,) = codegen.compile(model, name="t").build(TEST_CFLAGS)(x, lens)
+    want = x.copy()
+    want[:, 0] = x[::-1, 0]
+    want[:2, 2] = x[1::-1, 2]
+    assert np.array_equal(got, want)
+
+
+def test_tensor_scatter_linear_skips_rows_past_the_end():
+    past = np.zeros((2, 5, 3), dtype=np.float32)
+    upd = RNG.standard_normal((2, 2, 3)).astype(np.float32)
+    idx = np.array([4, 7], dtype=np.int64)           # row 5 of batch 0 and all of batch 1 fall outside
+    model = _model("TensorScatter", [("p", past), ("u", upd), ("w", idx)], [2, 5, 3], opset=24, axis=1)
+    (got,) = codegen.compile(model, name="t").build(TEST_CFLAGS)(past, upd, idx)
+    want = past.copy()
+    want[0, 4] = upd[0, 0]
+    assert np.array_equal(got, want)
+
+
+def test_max_unpool_skips_indices_outside():
+    x = RNG.standard_normal((1, 1, 2, 2)).astype(np.float32)
+    idx = np.array([0, 15, -1, 16], dtype=np.int64).reshape(1, 1, 2, 2)
+    model = _model("MaxUnpool", [("x", x), ("i", idx)], [1, 1, 4, 4], kernel_shape=[2, 2], strides=[2, 2])
+    (got,) = codegen.compile(model, name="t").build(TEST_CFLAGS)(x, idx)
+    want = np.zeros(16, dtype=np.float32)
+    want[[0, 15]] = x.reshape(-1)[:2]
+    assert np.array_equal(got.reshape(-1), want)
+
+
+def test_half_precision_matmul_weights_convert_at_compile_time():
+    """float16 operands of a float32 kernel: a constant is converted once, not by a Cast at run time."""
+    a = RNG.standard_normal((3, 4)).astype(np.float16)
+    w = RNG.standard_normal((4, 5)).astype(np.float16)
+    compiled = codegen.compile(_model("MatMul", [("a", a)], [3, 5], consts={"w": w}), name="t")
+    assert [n.op for n in compiled.graph.nodes].count("Cast") == 2        # a in, y out
+    (got,) = compiled.build(TEST_CFLAGS)(a)
+    want = (a.astype(np.float32) @ w.astype(np.float32)).astype(np.float16)
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=1e-3)
+
+
+def _model(op, runtime, out_shape, consts=None, opset=22, **attrs):
+    """A one-node model with a declared output shape (kernels that take sizes from it)."""
+    ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in runtime]
+    inits = [numpy_helper.from_array(a, n) for n, a in (consts or {}).items()]
+    y = helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(runtime[0][1].dtype), out_shape)
+    node = helper.make_node(op, [n for n, _ in runtime] + list(consts or {}), ["y"], **attrs)
+    graph = helper.make_graph([node], "g", ins, [y], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -25,8 +25,13 @@ CASES = ["test_abs", "test_argmax_no_keepdims_example", "test_attention_4d", "te
          "test_group_normalization_example", "test_gru_defaults", "test_hardmax_example", "test_lrn", "test_nllloss_NC",
          "test_rms_normalization_4d_axis0", "test_rotary_embedding", "test_triu",
          "test_attention_4d_with_past_and_present_expanded", "test_causal_conv_with_state_kernel_size_one_expanded",
-         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded", "test_causal_conv_with_state_silu_with_past_state",
-         "test_linear_attention_decode_step", "test_flexattention_causal_mask"]
+         "test_attention_4d_diff_heads_mask4d_padded_kv_expanded", "test_matmulinteger", "test_convinteger_with_padding",
+         "test_qlinearconv", "test_qlinearmatmul_3D_uint8_float16", "test_dynamicquantizelinear",
+         "test_quantizelinear_blocked_asymmetric", "test_quantizelinear_int4", "test_dequantizelinear_e4m3fn_float16",
+         "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ", "test_cast_FLOAT_to_FLOAT8E4M3FN", "test_cast_FLOAT_to_FLOAT4E2M1",
+         "test_cast_e8m0_FLOAT_to_FLOAT8E8M0", "test_cast_e8m0_FLOAT8E8M0_to_FLOAT", "test_cast_INT4_to_FLOAT",
+         "test_causal_conv_with_state_silu_with_past_state", "test_linear_attention_decode_step",
+         "test_flexattention_causal_mask"]
 
 # and, from tests/test_constant_inputs.py, cases whose shape inputs are made constants
 CONSTANT_CASES = ["test_cumsum_1d", "test_onehot_without_axis", "test_resize_upsample_scales_nearest", "test_top_k",
@@ -55,7 +60,8 @@ def _generate(root):
         cases = {c.name: c.model for c in collect_testcases() if c.name in CASES}
     from .test_constant_inputs import CASES as WITH_CONSTANTS
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
-    models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx", "sparse_conv": _sparse_conv()}
+    models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
+              "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv()}
     templates = set()
     for name, m in models.items():
         compiled = codegen.compile(m, name="m")

@@ -148,11 +148,13 @@ def require_const(v: Value | None, what: str) -> np.ndarray | None:
 
 def c_type(v: Value, bits: bool = False) -> str:
     """The C type of v's elements (what emit declares its pointers as); refuses dtypes C has none for.
-    float16 and bfloat16 are stored as uint16_t: only a kernel that just moves elements (`bits`) may
-    take them (elementwise.py computes with them through conversions)."""
+    float16, bfloat16 and the small types (float8, float4, int4, int2) are stored as bits: only a
+    kernel that just moves elements (`bits`) may take them (elementwise.py computes with them
+    through conversions)."""
     from ..emit import C_TYPES
+    from .elementwise import STORED
     name = np.dtype(v.dtype).name if v.dtype is not None else None
-    if name not in C_TYPES or (name in ("float16", "bfloat16") and not bits):
+    if name not in C_TYPES or (name in STORED and not bits):
         raise Unsupported(f"dtype {v.dtype} of {v.name!r} not supported")
     return C_TYPES[name][0]
 

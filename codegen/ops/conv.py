@@ -1,4 +1,5 @@
-"""Convolution, any number of spatial dimensions, groups (depthwise included), dilations, pads."""
+"""Convolution, any number of spatial dimensions, groups (depthwise included), dilations, pads; and
+DeformConv (2-D), whose kernel taps read X bilinearly at learned offsets."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,6 +55,13 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         if W.dtype == np.float32 and sparse.worth_it("conv", W.const):
             return _sparse(X, W, B, Y, strides, dilations, begin, macs)
         return _packed(X, W, B, Y, strides, dilations, begin, macs)
+    if spatial == 2 and group == C == M and W.dtype == np.float32:
+        return Kernel("conv_depthwise", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
+                      params=dict(N=N, C=C, IH=in_sizes[0], IW=in_sizes[1], OH=out_sizes[0], OW=out_sizes[1],
+                                  KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1], DH=dilations[0],
+                                  DW=dilations[1], PH=begin[0], PW=begin[1], has_bias=B is not None),
+                      splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
+                      math="Y[n][c][oh][ow] = B[c] + sum_{kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[c][0][kh][kw]")
     return Kernel(
         "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
         params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
@@ -101,3 +109,37 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
                               PW=begin[1]),
                   macs=macs, epilogue_modes=("flat", "chan"),
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
+
+
+@op("DeformConv")
+def deform_conv(outs, X, W, offset, B=None, mask=None, *, dilations=None, group=1, kernel_shape=None,
+                offset_group=1, pads=None, strides=None):
+    """2-D only. Each kernel tap reads X bilinearly (zero outside) at its position moved by `offset`,
+    weighted by `mask`, as the reference's GridSample with align_corners does."""
+    (Y,) = outs
+    require_dtype(X, W, offset, B, mask, Y)
+    if len(X.shape) != 4:
+        raise Unsupported("only 2-D DeformConv")
+    N, C, H, Wd = X.shape
+    M, Cg, KH, KW = W.shape
+    if tuple(kernel_shape or (KH, KW)) != (KH, KW) or C != Cg * group or M % group or C % offset_group:
+        raise Unsupported("the channels do not divide into group and offset_group")
+    if H < 2 or Wd < 2:
+        raise Unsupported("X must be at least 2x2 (the reference divides by H - 1 and W - 1)")
+    OH, OW = Y.shape[2:]
+    if tuple(offset.shape) != (N, offset_group * KH * KW * 2, OH, OW) or (
+            mask is not None and tuple(mask.shape) != (N, offset_group * KH * KW, OH, OW)):
+        raise Unsupported("offset or mask does not match the output")
+    pads, strides, dilations = list(pads or [0] * 4), list(strides or [1, 1]), list(dilations or [1, 1])
+    inputs = {"X": X, "W": W, "O": offset}
+    if B is not None:
+        inputs["B"] = B
+    if mask is not None:
+        inputs["K"] = mask
+    return Kernel("deform_conv", inputs, {"Y": Y},
+                  params=dict(N=N, C=C, H=H, W=Wd, M=M, Cg=Cg, Mg=M // group, KH=KH, KW=KW, OH=OH, OW=OW,
+                              OG=offset_group, Cog=C // offset_group, pads=pads, strides=strides,
+                              dilations=dilations, has_bias=B is not None, has_mask=mask is not None),
+                  macs=Y.size * Cg * KH * KW * 4,
+                  math="Y[n][m][i][j] = B[m] + sum_c,kh,kw W[m][c][kh][kw] * mask * X[n][c] at the offset tap "
+                       "(bilinear)")

@@ -34,9 +34,28 @@ DTYPES = {
     "int8": ("i", "int8_t"), "int16": ("i", "int16_t"), "int32": ("i", "int32_t"), "int64": ("i", "int64_t"),
     "uint8": ("u", "uint8_t"), "uint16": ("u", "uint16_t"), "uint32": ("u", "uint32_t"),
     "uint64": ("u", "uint64_t"), "bool": ("b", "uint8_t"),
+    "float8_e4m3fn": ("f", "float"), "float8_e4m3fnuz": ("f", "float"), "float8_e5m2": ("f", "float"),
+    "float8_e5m2fnuz": ("f", "float"), "float8_e8m0fnu": ("f", "float"), "float4_e2m1fn": ("f", "float"),
+    "int4": ("i", "int8_t"), "uint4": ("u", "uint8_t"), "int2": ("i", "int8_t"), "uint2": ("u", "uint8_t"),
 }
 MATH_SUFFIX = {"float": "f", "double": ""}      # expf / exp: the one per-type table of math functions
-STORED = {"float16": ("kiln_h2f", "kiln_f2h"), "bfloat16": ("kiln_bf2f", "kiln_f2bf")}   # bits <-> float
+# dtypes stored as bits, one byte or two per element: (read the value, store a value as the bits);
+# {saturate} and {round_mode} are Cast's attributes (float8 only), the defaults everywhere else. The
+# explicit (double)(x) keeps clang's -Wdouble-promotion quiet; the parentheses, -Wbad-function-cast.
+STORED = {
+    "float16": ("kiln_h2f({x})", "kiln_f2h((double)({x}))"), "bfloat16": ("kiln_bf2f({x})", "kiln_f2bf((double)({x}))"),
+    "float8_e4m3fn": ("kiln_e4m3fn_to_f({x})", "kiln_f_to_e4m3fn((double)({x}), {saturate})"),
+    "float8_e4m3fnuz": ("kiln_e4m3fnuz_to_f({x})", "kiln_f_to_e4m3fnuz((double)({x}), {saturate})"),
+    "float8_e5m2": ("kiln_e5m2_to_f({x})", "kiln_f_to_e5m2((double)({x}), {saturate})"),
+    "float8_e5m2fnuz": ("kiln_e5m2fnuz_to_f({x})", "kiln_f_to_e5m2fnuz((double)({x}), {saturate})"),
+    "float8_e8m0fnu": ("kiln_e8m0_to_f({x})", "kiln_f_to_e8m0((float)({x}), {saturate}, {round_mode})"),
+    "float4_e2m1fn": ("kiln_e2m1_to_f({x})", "kiln_f_to_e2m1((double)({x}))"),
+    # int4 / int2 as ml_dtypes holds them: two's complement in the low bits, the rest zero
+    "int4": ("(kiln_sext({x}, 4))", "(uint8_t)((uint64_t)({x}) & 15u)"),
+    "uint4": ("{x}", "(uint8_t)((uint64_t)({x}) & 15u)"),
+    "int2": ("(kiln_sext({x}, 2))", "(uint8_t)((uint64_t)({x}) & 3u)"),
+    "uint2": ("{x}", "(uint8_t)((uint64_t)({x}) & 3u)"),
+}
 BOOL = np.dtype(bool)
 F32 = np.dtype(np.float32)
 
@@ -99,24 +118,33 @@ def literal(x, dtype) -> str:
     x = int(x)
     if kind == "b":
         return str(int(bool(x)))
-    info = np.iinfo(dtype)
-    if x == info.min and kind == "i":
+    info = ml_dtypes.iinfo(dtype)
+    if x == info.min and kind == "i" and info.bits >= 8:      # int4 / int2: a plain number
         return f"INT{info.bits}_MIN"
     suffix = {"uint32": "u"}.get(dtype.name, "")
     text = f"{ctype.upper()[:-2]}_C({x})" if info.bits == 64 else f"{x}{suffix}"
     return f"({text})" if x < 0 else text
 
 
+class Bits(str):
+    """An expression that already gives the stored bits of its dtype: store() leaves it alone."""
+
+
 def load(text: str, dtype) -> Operand:
     """Read a stored value (an array element or a temporary) as an operand."""
     convert = STORED.get(np.dtype(dtype).name)
-    return Operand(f"{convert[0]}({text})" if convert else text, dtype)
+    return Operand(convert[0].format(x=text) if convert else text, dtype)
 
 
-def store(expr: str, dtype) -> str:
+ROUND_MODES = {"up": 0, "nearest": 1, "down": 2}     # kiln_f_to_e8m0's modes
+
+
+def store(expr: str, dtype, saturate: int = 1, round_mode: str = "up") -> str:
     """An expression's value as stored in `dtype`."""
     convert = STORED.get(np.dtype(dtype).name)
-    return f"{convert[1]}({expr})" if convert else expr
+    if not convert or isinstance(expr, Bits):
+        return expr
+    return convert[1].format(x=expr, saturate=int(bool(saturate)), round_mode=ROUND_MODES[round_mode])
 
 
 def arith(op_: str, A: Operand, B: Operand) -> str:
@@ -454,9 +482,12 @@ def min_(*data_0):
 
 @op("Identity", "Dropout")
 def identity(outs, X, ratio=None, training_mode=None, *, seed=None):
-    if len(outs) > 1 and outs[1] is not None:
-        raise Unsupported("the Dropout mask output is not supported (inference only)")
-    if training_mode is not None and (not training_mode.is_const or bool(training_mode.const)):
+    """Dropout drops nothing in inference, nor in training with a ratio of 0: its mask is all true."""
+    if training_mode is not None and (not training_mode.is_const or bool(training_mode.const)) and not (
+            ratio is not None and ratio.is_const and float(ratio.const) == 0):
         raise Unsupported("Dropout in training mode is not supported")
-    (Y,) = outs[:1]
+    Y, mask = (outs + [None])[:2]
+    if mask is not None:
+        return Kernel("dropout", {"X": X}, {"Y": Y, "M": mask}, params=dict(nbytes=Y.nbytes, n=mask.size),
+                      math="Y = X; mask = true")
     return Kernel("copy", {"X": X}, {"Y": Y}, params=dict(nbytes=Y.nbytes), alias=True, math="Y = X")

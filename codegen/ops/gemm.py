@@ -1,5 +1,5 @@
 """Gemm and MatMul: C = A @ B, with B pre-transposed at compile time when it is a constant,
-so the innermost loop always runs along a contiguous row of B and of Y."""
+so the innermost loop always runs along a contiguous row of B and of Y; and Det."""
 from __future__ import annotations
 
 import numpy as np
@@ -99,3 +99,19 @@ def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math) -> K
                               batch=batch, a_batch=a_batch),
                   splat_ok=("C",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
                   epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"), math=math)
+
+
+MAX_DET_ORDER = 64      # the kernel eliminates in a local double[M][M]: keep it small on the stack
+
+
+@op("Det")
+def det(outs, X):
+    (Y,) = outs
+    require_dtype(X, Y)
+    if len(X.shape) < 2 or X.shape[-1] != X.shape[-2]:
+        raise Unsupported("Det needs square matrices")
+    M = X.shape[-1]
+    if not 1 <= M <= MAX_DET_ORDER:
+        raise Unsupported(f"matrices of order {M} not supported (1 to {MAX_DET_ORDER})")
+    return Kernel("det", {"X": X}, {"Y": Y}, params=dict(count=Y.size, M=M), macs=Y.size * M ** 3 // 3,
+                  math="Y[b] = det(X[b]) by Gaussian elimination with partial pivoting, in double")

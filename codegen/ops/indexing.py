@@ -168,3 +168,50 @@ def one_hot(outs, indices, depth, values, *, axis=-1):
                   params=dict(outer=_prod(indices.shape[:axis]), depth=depth, inner=_prod(indices.shape[axis:]),
                               float_index=np.dtype(indices.dtype).kind == "f"),
                   math=f"Y[o][d][i] = V[1] if I[o][i] (mod {depth} when negative) == d else V[0]")
+
+
+@op("ReverseSequence")
+def reverse_sequence(outs, input, sequence_lens, *, batch_axis=1, time_axis=0):
+    """A length outside [0, T] is clamped into it (the spec calls it an error)."""
+    (Y,) = outs
+    ctype = c_type(input, bits=True)
+    require_dtype(sequence_lens, dtypes=INDEX_TYPES)
+    rank = len(input.shape)
+    b, t = _axis(batch_axis, rank), _axis(time_axis, rank)
+    if b == t or rank < 2:
+        raise Unsupported("batch_axis and time_axis must differ")
+    if Y.size == 0:
+        return nothing({"X": input}, {"Y": Y})
+    strides = contiguous_strides(input.shape)
+    return Kernel("reverse_sequence", {"X": input, "L": sequence_lens}, {"Y": Y},
+                  params=dict(size=Y.size, T=input.shape[t], ts=strides[t], B=input.shape[b], bs=strides[b],
+                              ctype=ctype),
+                  math=f"Y = X with the first L[b] elements along axis {t} reversed, for each b along axis {b}")
+
+
+@op("TensorScatter")
+def tensor_scatter(outs, past_cache, update, write_indices=None, *, axis=-2, mode="linear"):
+    """present = past_cache with update written at write_indices[batch] along the axis (modulo its
+    length in circular mode). Linear mode skips the rows past the end (the spec calls them an error)."""
+    (Y,) = outs
+    c_type(past_cache, bits=True)
+    if write_indices is not None:
+        require_dtype(write_indices, dtypes=INDEX_TYPES)
+    if mode not in ("linear", "circular"):
+        raise Unsupported(f"mode {mode!r} not supported")
+    rank = len(past_cache.shape)
+    a = _axis(axis, rank)
+    if a == 0:
+        raise Unsupported("the sequence axis cannot be the batch axis")
+    if Y.size == 0:
+        return nothing({"P": past_cache}, {"Y": Y})
+    inputs = {"P": past_cache, "U": update}
+    if write_indices is not None:
+        inputs["W"] = write_indices
+    outer = _prod(past_cache.shape[:a])
+    return Kernel("tensor_scatter", inputs, {"Y": Y},
+                  params=dict(nbytes=Y.nbytes, outer=outer, per_batch=outer // past_cache.shape[0],
+                              M=past_cache.shape[a], S=update.shape[a], inner=_prod(past_cache.shape[a + 1:]),
+                              itemsize=np.dtype(Y.dtype).itemsize, circular=mode == "circular",
+                              indices=write_indices is not None),
+                  math=f"Y = P; Y[.., W[b] + s, ..] = U[.., s, ..] along axis {a} ({mode})")

@@ -133,6 +133,12 @@ def swish(X, *, alpha=1.0):
     return f"({X} * ({X.lit(1)} / ({X.lit(1)} + {X.fn('exp')}({X.attr(-alpha)} * {X}))))"
 
 
+@expression("SwiGLU")
+def swiglu(A, B, *, alpha=1.0):
+    """Swish_alpha(A) * B."""
+    return f"({swish(A, alpha=alpha)} * {B})"
+
+
 @expression("PRelu", kinds="fiu")
 def prelu(X, slope):
     if X.kind == "u":          # never negative: the slope is never read

@@ -141,3 +141,23 @@ def group_normalization(outs, X, scale, bias, *, epsilon=1e-5, num_groups, stash
                  inner=int(np.prod(X.shape[2:], dtype=np.int64)), per=num_groups, stride=Cg, epsilon=epsilon,
                  math=f"Y[n][c] = (X[n][c] - mean) / sqrt(var + eps) * scale[c] + bias[c], "
                       f"over each of {num_groups} channel groups")
+
+
+@op("MeanVarianceNormalization")
+def mean_variance_normalization(outs, X, *, axes=(0, 2, 3)):
+    """Y = (X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9) over `axes`, as the function body says."""
+    (Y,) = outs
+    require_dtype(X, Y)
+    rank = len(X.shape)
+    axes = sorted({a + rank if a < 0 else a for a in axes})
+    if not all(0 <= a < rank for a in axes):
+        raise Unsupported(f"axes {axes} out of range")
+    if X.size == 0:
+        raise Unsupported("normalisation of an empty tensor")
+    strides = [int(np.prod(X.shape[d + 1:], dtype=np.int64)) for d in range(rank)]
+    kept = [d for d in range(rank) if d not in axes]
+    return Kernel("mvn", {"X": X}, {"Y": Y},
+                  params=dict(out_dims=[X.shape[d] for d in kept], out_strides=[strides[d] for d in kept],
+                              red_dims=[X.shape[d] for d in axes], red_strides=[strides[d] for d in axes],
+                              count=int(np.prod([X.shape[d] for d in axes], dtype=np.int64))),
+                  macs=3 * X.size, math=f"Y = (X - E[X]) / (sqrt(E[X^2] - E[X]^2) + 1e-9) over axes {axes}")

@@ -1,21 +1,28 @@
-"""Pooling over any number of spatial dims: MaxPool, AveragePool (pads, ceil_mode, dilations,
-count_include_pad), and their Global forms (the window is the whole plane)."""
+"""Pooling over any number of spatial dims: MaxPool (and its Indices), AveragePool (pads, ceil_mode,
+dilations, count_include_pad), their Global forms (the window is the whole plane), and MaxUnpool."""
 from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op, require_dtype
+from . import Kernel, Unsupported, c_type, op, require_dtype
 from .conv import resolve_pads
+from .layout import nothing
 
 
-def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0):
+def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
+          storage_order=0):
     N, C, *in_sizes = X.shape
-    return Kernel("pool", {"X": X}, {"Y": Y},
+    # where MaxPool's Indices output counts each spatial index from: row-major, or column-major
+    steps = [int(np.prod(in_sizes[d + 1:] if not storage_order else in_sizes[:d])) for d in range(len(in_sizes))]
+    outputs = {"Y": Y} if indices is None else {"Y": Y, "Ind": indices}
+    return Kernel("pool", {"X": X}, outputs,
                   params=dict(kind=kind, NC=N * C, C=C, osize=int(np.prod(Y.shape[2:])), I=in_sizes,
                               O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
-                              count_include_pad=bool(count_include_pad), p=p),
-                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)), epilogue_modes=("flat", "chan"),
+                              count_include_pad=bool(count_include_pad), p=p, indices=indices is not None,
+                              index_steps=steps),
+                  macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
+                  epilogue_modes=("flat", "chan") if indices is None else None,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
 
 
@@ -31,13 +38,13 @@ def _spatial(X, kernel_shape, strides, dilations):
 @op("MaxPool")
 def max_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None, pads=None,
              storage_order=0, strides=None):
-    Y = outs[0]
-    if len(outs) > 1 and outs[1] is not None:
-        raise Unsupported("the Indices output of MaxPool is not supported")
+    """Indices: the first maximum's flat index into X (the spatial part in storage_order)."""
+    Y, indices = (outs + [None])[:2]
     require_dtype(X, Y)
     n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
     begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
-    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0)
+    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0, indices=indices,
+                 storage_order=storage_order)
 
 
 @op("AveragePool")
@@ -78,3 +85,27 @@ def global_average_pool(outs, X):
 @op("GlobalMaxPool")
 def global_max_pool(outs, X):
     return _global("max", outs, X)
+
+
+@op("MaxUnpool")
+def max_unpool(outs, X, I, output_shape=None, *, kernel_shape=None, pads=None, strides=None):
+    """Y = 0, then Y[I[e]] = X[e]: I indexes the tensor of the inferred shape ((in - 1) * stride - pads
+    + kernel per spatial dim), which sits at the start of a larger output_shape. An index outside
+    that tensor is skipped (the spec calls it an error)."""
+    (Y,) = outs
+    c_type(X, bits=True)          # any dtype: elements are only moved
+    require_dtype(I, dtypes=(np.dtype(np.int64),))
+    n = len(X.shape) - 2
+    if kernel_shape is None or len(kernel_shape) != n:
+        raise Unsupported("kernel_shape must give every spatial dimension")
+    strides, pads = list(strides or [1] * n), list(pads or [0] * (2 * n))
+    inferred = list(X.shape[:2]) + [(X.shape[2 + d] - 1) * strides[d] - pads[d] - pads[n + d] + kernel_shape[d]
+                                    for d in range(n)]
+    if len(Y.shape) != len(inferred) or any(y < i for y, i in zip(Y.shape, inferred)):
+        raise Unsupported("output_shape is smaller than the unpooled shape")
+    if Y.size == 0:
+        return nothing({"X": X}, {"Y": Y})
+    return Kernel("max_unpool", {"X": X, "I": I}, {"Y": Y},
+                  params=dict(size=X.size, nbytes=Y.nbytes, inferred=inferred, total=int(np.prod(inferred)),
+                              y_strides=[int(np.prod(Y.shape[d + 1:])) for d in range(len(Y.shape))]),
+                  math="Y = 0; Y[I[e]] = X[e]")

@@ -4,7 +4,9 @@
     Shape(x), Size(x) -> c         (when x has a static shape)
 
 Nodes whose output shapes were unknown until constants were known are
-re-inferred here, one node at a time.
+re-inferred here, one node at a time, before they are folded: in one pass in
+graph order, a shape found this way makes the next node's inputs static (or
+constant) in turn, e.g. axes = Range(0, Size(Shape(x)), 1) -> ReduceMean(x, axes).
 """
 from __future__ import annotations
 
@@ -49,6 +51,21 @@ def _shape_of(node, x: Value) -> np.ndarray:
     return np.array(x.shape[start:end], dtype=np.int64)
 
 
+def _reinfer(g: Graph, node, outs: list[Value]) -> list[Value]:
+    """Infer a node's output shapes again, now that its inputs' shapes (and constants) are known."""
+    try:
+        inferred = onnx_bridge.infer(g, node)
+    except Exception as err:
+        if all(g.value(i) is None or g.value(i).is_const for i in node.inputs):
+            return outs         # the reference evaluator may still fold it
+        raise ShapeError(f"node {node.name!r} ({node.op}): shape inference failed: "
+                         f"{str(err).strip().splitlines()[-1][:200]}") from None
+    for out, (shape, dtype) in zip(outs, inferred):
+        g.values[out.name] = Value(out.name, shape if shape is not None else out.shape,
+                                   dtype if dtype is not None else out.dtype)
+    return [g.values[o.name] for o in outs]
+
+
 def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
     """Fold every node whose inputs are constants (except, if asked, those writing graph outputs)."""
     g = graph.copy()
@@ -59,7 +76,10 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
             continue
         ins = [g.value(i) for i in node.inputs]
         outs = [g.values[o] for o in node.outputs if o]
-        bodies = [a for a in node.attrs.values() if isinstance(a, onnx.GraphProto)]
+        bodies = [a for a in node.attrs.values() if isinstance(a, onnx.GraphProto)]   # the frontend inlines them
+        if not bodies and not all(_static(v) and v.dtype is not None for v in outs) and \
+                all(v is None or _static(v) for v in ins):
+            outs = _reinfer(g, node, outs)     # first, so that a generator whose size is now known folds
         results = None
         if node.op in ("Shape", "Size") and _static(ins[0]):
             results = [_shape_of(node, ins[0])]
@@ -74,16 +94,6 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
                 arr = np.asarray(arr)
                 g.values[out.name] = Value(out.name, tuple(arr.shape), arr.dtype, arr)
             continue
-        if not bodies and not all(_static(v) and v.dtype is not None for v in outs) and \
-                all(v is None or _static(v) for v in ins):   # (control flow: the frontend inlines it)
-            try:
-                inferred = onnx_bridge.infer(g, node)
-            except Exception as err:
-                raise ShapeError(f"node {node.name!r} ({node.op}): shape inference failed: "
-                                 f"{str(err).strip().splitlines()[-1][:200]}") from None
-            for out, (shape, dtype) in zip(outs, inferred):
-                g.values[out.name] = Value(out.name, shape if shape is not None else out.shape,
-                                           dtype if dtype is not None else out.dtype)
         kept.append(node)
     g.nodes = kept
     live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs) | \
