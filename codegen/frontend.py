@@ -2,8 +2,8 @@
 shapes as constants appear), and give float kernels float32 copies of half-precision operands
 (passes/widen.py).
 
-This is the only module that touches ONNX protobufs (apart from the reference
-runners in verify.py, which execute the original model).
+This is the only module that touches ONNX protobufs (with control_flow.py, which inlines If, Scan
+and Loop bodies, and apart from the reference runners in verify.py, which execute the original model).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from .names import c_identifier
 TARGET_OPSET = 28          # every model is converted to this one opset before lowering
 MAX_TENSOR_BYTES = 1 << 31  # no single tensor of a model we compile may be larger (2 GiB)
 DEFAULT_DOMAINS = ("", "ai.onnx")
+PREVIEW_OPS = {"FlexAttention"}   # the ops of domain ai.onnx.preview that Kiln compiles
 
 
 def parse_input_shapes(specs) -> dict[str, tuple[int, ...]]:
@@ -104,7 +105,8 @@ def _check(proto: onnx.ModelProto) -> None:
 
 def _foreign_nodes(proto: onnx.ModelProto) -> list[tuple[str, str, str]]:
     return [(n.name, n.op_type, f"domain {n.domain!r} is not supported")
-            for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS]
+            for n in proto.graph.node if n.domain not in DEFAULT_DOMAINS
+            and not (n.domain == "ai.onnx.preview" and n.op_type in PREVIEW_OPS)]
 
 
 def _array(t: onnx.TensorProto) -> np.ndarray:
@@ -146,6 +148,10 @@ def _convert(proto: onnx.ModelProto) -> onnx.ModelProto:
         raise ModelError("the model imports no default-domain opset.")
     if version < 11 and _lossy_resizes(proto):
         raise UnsupportedError(_lossy_resizes(proto))
+    if version < 9 and any(n.op_type == "Scan" for n in proto.graph.node):
+        raise UnsupportedError([(n.name or f"Scan_{i}", n.op_type, "opset-8 Scan (with a batch axis and "
+                                 "sequence_lens) loses its batch axis in onnx's version converter")
+                                for i, n in enumerate(proto.graph.node) if n.op_type == "Scan"])
     if version > TARGET_OPSET:
         raise ModelError(f"the model uses opset {version}, newer than the newest Kiln knows ({TARGET_OPSET}).")
     if version == TARGET_OPSET:
@@ -248,6 +254,7 @@ def _check_sizes(graph: Graph) -> None:
 
 def load(model, input_shapes=None) -> Graph:
     """Any ONNX model (path or ModelProto) -> IR with static shapes and folded constants."""
+    from .control_flow import inline_control_flow, mod_graphs
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
     from .passes.widen import widen_half
 
@@ -263,7 +270,7 @@ def load(model, input_shapes=None) -> Graph:
     proto = _infer(_convert(proto))
     graph = to_ir(proto, name)
     _check_sizes(graph)
-    graph = fold_constants(graph)
+    graph = mod_graphs(inline_control_flow(fold_constants(graph)))
     _require_static(graph)
     _check_sizes(graph)
     return _materialise_outputs(widen_half(_drop_unused_outputs(graph)))

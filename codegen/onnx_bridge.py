@@ -57,3 +57,19 @@ def infer(graph: Graph, node: Node) -> list[tuple[tuple | None, np.dtype | None]
         shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
         result.append((shape, np_dtype(tt.elem_type)))
     return result
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graph attributes of a node (If's branches, Loop's and Scan's bodies)."""
+    return [g for a in node.attribute for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else a.graphs)]
+
+
+def outer_names(body: onnx.GraphProto) -> set[str]:
+    """Names a subgraph (and its own subgraphs) reads from the scopes around it."""
+    local = {i.name for i in body.input} | {t.name for t in body.initializer} | \
+        {o for n in body.node for o in n.output}
+    read = {i for n in body.node for i in n.input} | {o.name for o in body.output}
+    for n in body.node:
+        for sub in subgraphs(n):
+            read |= outer_names(sub)
+    return {r for r in read if r and r not in local}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import codegen
 from codegen import frontend
@@ -124,6 +124,118 @@ def test_external_data_outside_the_folder_is_refused(tmp_path):
     path.write_bytes(m.SerializeToString())
     with pytest.raises(codegen.ModelError, match="outside"):
         codegen.compile(path)
+
+
+def _reference(m, *xs):
+    from onnx.reference import ReferenceEvaluator
+    ref = ReferenceEvaluator(m)
+    return ref.run(None, dict(zip([i.name for i in m.graph.input], xs)))
+
+
+def test_loop_with_a_constant_trip_count_is_unrolled():
+    """Loop(3, true, y): y += x[i] each step, reading an outer-scope x; the scan output stacks y."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c_in"], ["c_out"]),
+         helper.make_node("Gather", ["x", "i"], ["row"], axis=0),
+         helper.make_node("Add", ["y_in", "row"], ["y_out"]),
+         helper.make_node("Identity", ["y_out"], ["s"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("c_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_in", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("y_out", TensorProto.FLOAT, [4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [4])])
+    loop = helper.make_node("Loop", ["trips", "true", "y0"], ["y", "ys"], body=body)
+    m = model([loop], [("x", (3, 4)), ("y0", (4,))], [("y", (4,)), ("ys", (3, 4))],
+              {"trips": np.array(3, np.int64), "true": np.array(True)})
+    assert all(n.op != "Loop" for n in frontend.load(m).nodes)
+    rng = np.random.default_rng(0)
+    x, y0 = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    for got, want in zip(codegen.compile(m).build(["-O1"])(x, y0), _reference(m, x, y0)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _scan_model(length):
+    """Scan over axis 1 of x, backwards, and stacking its output along axis 1 backwards too."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x_t"], ["s_out"]), helper.make_node("Mul", ["s_out", "x_t"], ["y_t"])],
+        "body", [helper.make_tensor_value_info("s_in", TensorProto.FLOAT, [2]),
+                 helper.make_tensor_value_info("x_t", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("s_out", TensorProto.FLOAT, [2]),
+         helper.make_tensor_value_info("y_t", TensorProto.FLOAT, [2])])
+    scan = helper.make_node("Scan", ["s0", "x"], ["s", "ys"], body=body, num_scan_inputs=1,
+                            scan_input_axes=[1], scan_input_directions=[1],
+                            scan_output_axes=[-1], scan_output_directions=[1])
+    return model([scan], [("s0", (2,)), ("x", (2, length))], [("s", (2,)), ("ys", (2, length))])
+
+
+def test_scan_axes_and_directions():
+    m = _scan_model(5)
+    rng = np.random.default_rng(1)
+    s0, x = rng.standard_normal(2).astype(np.float32), rng.standard_normal((2, 5)).astype(np.float32)
+    state, ys = s0.copy(), np.zeros_like(x)
+    for t in reversed(range(5)):       # onnx's reference evaluator runs forward scans only
+        state = state + x[:, t]
+        ys[:, t] = state * x[:, t]     # the backward output order puts step k at 4 - k: back at t
+    got_s, got_ys = codegen.compile(m).build(["-O1"])(s0, x)
+    np.testing.assert_allclose(got_s, state, rtol=1e-6)
+    np.testing.assert_allclose(got_ys, ys, rtol=1e-6)
+
+
+def test_unrolling_has_a_limit():
+    with pytest.raises(codegen.UnsupportedError, match="limit of 4096 unrolled nodes"):
+        frontend.load(_scan_model(10000))
+
+
+def test_if_with_a_constant_condition_inlines_the_taken_branch():
+    def branch(op):
+        return helper.make_graph([helper.make_node(op, ["x"], ["r"])], op, [],
+                                 [helper.make_tensor_value_info("r", TensorProto.FLOAT, [3])])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Size", ["s"], ["rank"]),
+             helper.make_node("Equal", ["rank", "one"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=branch("Neg"), else_branch=branch("Abs"))]
+    m = model(nodes, [("x", (3,))], [("y", (3,))], {"one": np.array(1, np.int64)})
+    assert [n.op for n in frontend.load(m).nodes if n.op != "Identity"] == ["Neg"]
+
+
+def _runtime_if(then_shape, else_shape):
+    def branch(name, shape):
+        value = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + (1 if name == "t" else -1)
+        return helper.make_graph([helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))],
+                                 name, [], [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)])
+    m = model([helper.make_node("If", ["c"], ["y"], then_branch=branch("t", then_shape),
+                                else_branch=branch("e", else_shape))], [("c", (1,))], [("y", then_shape)])
+    m.graph.input[0].type.tensor_type.elem_type = TensorProto.BOOL
+    return m
+
+
+def test_if_with_a_run_time_condition_computes_both_branches_and_selects():
+    run = codegen.compile(_runtime_if((2, 3), (2, 3))).build(["-O1"])
+    for c in (True, False):
+        np.testing.assert_array_equal(run(np.array([c]))[0], np.arange(6).reshape(2, 3) + (1 if c else -1))
+
+
+def test_if_with_a_run_time_condition_and_branches_of_different_shapes_is_refused():
+    with pytest.raises(codegen.KilnError, match="different shapes|shape inference"):
+        frontend.load(_runtime_if((2, 3), (1, 3)))
+
+
+def test_nested_bodies_read_the_values_of_the_copy_they_are_in():
+    """An If inside a Scan body reads the step's slice (renamed per copy) and an outer weight."""
+    def out(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [2])
+    then_b = helper.make_graph([helper.make_node("Mul", ["x_t", "w"], ["r"])], "t", [], [out("r")])
+    else_b = helper.make_graph([helper.make_node("Neg", ["x_t"], ["r2"])], "e", [], [out("r2")])
+    body = helper.make_graph([helper.make_node("If", ["c"], ["m"], then_branch=then_b, else_branch=else_b),
+                              helper.make_node("Add", ["s_in", "m"], ["s_out"]),
+                              helper.make_node("Identity", ["s_out"], ["y"])], "body",
+                             [out("s_in"), out("x_t")], [out("s_out"), out("y")])
+    scan = helper.make_node("Scan", ["s0", "x"], ["s", "ys"], body=body, num_scan_inputs=1)
+    m = model([scan], [("s0", (2,)), ("x", (3, 2))], [("s", (2,)), ("ys", (3, 2))],
+              {"c": np.array(True), "w": np.array([2, 3], np.float32)})
+    s0, x = np.array([1, 2], np.float32), np.arange(6, dtype=np.float32).reshape(3, 2)
+    for got, want in zip(codegen.compile(m).build(["-O1"])(s0, x), _reference(m, s0, x)):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_empty_file(tmp_path):

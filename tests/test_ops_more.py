@@ -159,6 +159,57 @@ def test_old_upsample_with_fractional_scales_is_refused():
     assert np.array_equal(got, np.repeat(np.repeat(x, 2, axis=2), 3, axis=3))
 
 
+BF16 = np.dtype(helper.tensor_dtype_to_np_dtype(onnx.TensorProto.BFLOAT16))
+
+
+def _against_reference(node, inputs: dict, n_out: int, opsets, rtol=1.6e-2, atol=1e-2):
+    """Kiln vs onnx's reference evaluator (onnxruntime does not run these opset-27/preview ops)."""
+    from onnx.reference import ReferenceEvaluator
+
+    def build(outputs):
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+            n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in inputs.items()], outputs)
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    ref = ReferenceEvaluator(build([helper.make_empty_tensor_value_info(o) for o in node.output[:n_out]])).run(
+        None, inputs)
+    model = build([helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(r.dtype), r.shape)
+                   for o, r in zip(node.output, ref)])
+    got = codegen.compile(model, name="t").build(TEST_CFLAGS)(*inputs.values())
+    for g, r in zip(got, ref):
+        assert g.dtype == r.dtype and g.shape == r.shape
+        np.testing.assert_allclose(g.astype(np.float32), r.astype(np.float32), rtol=rtol, atol=atol)
+
+
+def _bf16(*shape):
+    return RNG.standard_normal(shape).astype(np.float32).astype(BF16)
+
+
+def test_sequence_ops_in_bfloat16():
+    """The conformance cases cover float32 and float16; bfloat16 goes through the same conversions."""
+    _against_reference(helper.make_node("CausalConvWithState", ["x", "w", "b", "p"], ["y", "s"], activation="silu"),
+                       {"x": _bf16(2, 3, 5), "w": _bf16(3, 1, 3), "b": _bf16(3), "p": _bf16(2, 3, 2)}, 2,
+                       [("", 27)])
+    decay = (-np.abs(RNG.standard_normal((1, 3, 2)))).astype(np.float32).astype(BF16)
+    beta = RNG.uniform(0, 1, (1, 3, 2)).astype(np.float32).astype(BF16)
+    _against_reference(helper.make_node("LinearAttention", ["q", "k", "v", "", "g", "b"], ["y", "s"],
+                                        q_num_heads=4, kv_num_heads=2),
+                       {"q": _bf16(1, 3, 16), "k": _bf16(1, 3, 8), "v": _bf16(1, 3, 6), "g": decay, "b": beta}, 2,
+                       [("", 27)])
+    _against_reference(helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview"),
+                       {"q": _bf16(1, 4, 3, 8), "k": _bf16(1, 2, 5, 8), "v": _bf16(1, 2, 5, 6)}, 1,
+                       [("", 26), ("ai.onnx.preview", 1)])
+
+
+def test_flex_attention_refuses_a_score_mod_that_is_not_elementwise():
+    mod = helper.make_graph([helper.make_node("Softmax", ["s"], ["t"], axis=-1)], "mod",
+                            [helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, ["B", "H", "L", "S"])],
+                            [helper.make_tensor_value_info("t", onnx.TensorProto.FLOAT, ["B", "H", "L", "S"])])
+    node = helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview", score_mod=mod)
+    x = RNG.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    with pytest.raises(codegen.UnsupportedError, match="Softmax cannot be fused"):
+        _against_reference(node, {"q": x, "k": x, "v": x}, 1, [("", 26), ("ai.onnx.preview", 1)])
+
+
 @pytest.mark.parametrize("axes", [[0, 2, 3], [1], [2, 3]])
 def test_mean_variance_normalization_axes(axes):
     """test_mvn (no axes attribute) is refused by onnx's shape inference; with axes it compiles."""

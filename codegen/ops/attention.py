@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import FLOAT, Kernel, Unsupported, c_float, op, require_dtype, shape_strides
+from . import FLOAT, Kernel, Unsupported, c_float, c_type, op, require_dtype, shape_strides
 
 
 def _axis(axis, rank):
@@ -184,3 +184,83 @@ def attention(outs, Q, K, V, attn_mask=None, past_key=None, past_value=None, non
                   math="Y = softmax(softcap(Q K^T * scale) + mask) V"
                        + (" (causal)" if is_causal else "") + (f", {Hq // Hkv} query heads per kv head"
                                                                if Hq != Hkv else ""))
+
+
+# FlexAttention's element types -> (C type of its arithmetic, math-function suffix)
+FLEX_TYPES = {"float32": ("float", "f"), "float16": ("float", "f"), "bfloat16": ("float", "f"),
+              "float64": ("double", "")}
+
+
+def _modifier(mod, shape, dtype, prefix: str, consts: dict):
+    """A score_mod / prob_mod graph (an IR Graph the frontend folded) -> an Epilogue over the score
+    element, its non-scalar constants broadcast to the score tensor's shape and read at {flat}."""
+    from ..ir import Graph
+    from .elementwise import Epilogue, Operand, chain_code, load, scalar_literal
+    if mod is None:
+        return None
+    if not isinstance(mod, Graph):
+        raise Unsupported(f"{prefix}: the modifier graph must take and give one rank-4 tensor, reading "
+                          "nothing from outside")
+    (x,), (y,) = mod.inputs, mod.outputs
+    if y == x:
+        return None
+    if not mod.nodes or mod.nodes[-1].outputs[0] != y or tuple(mod.values[y].shape) != tuple(shape):
+        raise Unsupported(f"{prefix}: the modifier's output must be computed from the scores, in their shape")
+
+    def leaf(name):
+        if name == x:
+            return Operand("{acc}", dtype)
+        v = mod.values[name]
+        if not v.is_const:
+            raise Unsupported(f"{prefix}: {name!r} depends on the scores but is not elementwise")
+        if scalar_literal(v) is not None:
+            return Operand(scalar_literal(v), v.dtype)
+        try:
+            full = np.ascontiguousarray(np.broadcast_to(v.const, shape))
+        except ValueError:
+            raise Unsupported(f"{prefix}: constant {name!r} does not broadcast to the scores") from None
+        arg = f"{prefix}{len(consts)}"
+        consts[arg] = full
+        return load(f"{arg}[{{flat}}]", v.dtype)
+    lines, result = chain_code(mod.nodes, leaf)
+    if np.dtype(mod.values[y].dtype) != dtype:
+        raise Unsupported(f"{prefix}: the modifier gives {mod.values[y].dtype}, not {dtype}")
+    return Epilogue(lines, result)
+
+
+@op("FlexAttention")
+def flex_attention(outs, Q, K, V, *, scale=None, score_mod=None, prob_mod=None, softmax_precision=None):
+    (Y,) = outs
+    kinds = {np.dtype(v.dtype).name for v in (Q, K, V, Y)}
+    if len(kinds) != 1 or not kinds <= FLEX_TYPES.keys():
+        raise Unsupported(f"dtypes {sorted(kinds)} not supported (one of float32, float16, bfloat16, float64)")
+    kind = kinds.pop()
+    compute = np.dtype(np.float64) if kind == "float64" else FLOAT
+    if softmax_precision not in (None, 1 if kind != "float64" else 11):
+        raise Unsupported(f"softmax_precision {softmax_precision} not supported (only the default)")
+    if not len(Q.shape) == len(K.shape) == len(V.shape) == 4:
+        raise Unsupported("Q, K and V must be rank 4")
+    B, Hq, L, E = Q.shape
+    _, Hkv, S, Ev = V.shape
+    if tuple(K.shape) != (B, Hkv, S, E) or V.shape[0] != B or not Hkv or Hq % Hkv:
+        raise Unsupported("Q, K and V disagree in batch, heads, length or head size")
+    if S == 0 or E == 0:
+        raise Unsupported("empty attention")
+    consts = {}
+    scores = (B, Hq, L, S)
+    mods = dict(score_mod=_modifier(score_mod, scores, compute, "SM", consts),
+                prob_mod=_modifier(prob_mod, scores, compute, "PM", consts))
+    if scale is None:
+        scale = 1.0 / np.sqrt(E)
+    root = np.sqrt(np.float32(scale)).astype(Q.dtype)     # as the reference: in float32, then in Q's dtype
+    ctype, suffix = FLEX_TYPES[kind]
+    load, store = {"float16": ("kiln_h2f({x})", "kiln_f2h({x})"),
+                   "bfloat16": ("kiln_bf2f({x})", "kiln_f2bf({x})")}.get(kind, ("{x}", "{x}"))
+    root_lit = repr(float(root)) if kind == "float64" else c_float(np.float32(root))
+    return Kernel("flex_attention", {"Q": Q, "K": K, "V": V}, {"Y": Y}, consts=consts,
+                  params=dict(B=B, Hq=Hq, Hkv=Hkv, group=Hq // Hkv, L=L, S=S, E=E, Ev=Ev, ct=ctype, fn=suffix,
+                              et=c_type(Q, bits=True), root=root_lit, load=load, store=store,
+                              half=kind in ("float16", "bfloat16"), **mods),
+                  macs=B * Hq * L * S * (E + Ev),
+                  math="Y = prob_mod(softmax(score_mod(Q K^T * scale))) V"
+                       + (f", {Hq // Hkv} query heads per kv head" if Hq != Hkv else ""))

@@ -76,13 +76,15 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
             continue
         ins = [g.value(i) for i in node.inputs]
         outs = [g.values[o] for o in node.outputs if o]
-        if not all(_static(v) and v.dtype is not None for v in outs) and all(v is None or _static(v) for v in ins):
+        bodies = [a for a in node.attrs.values() if isinstance(a, onnx.GraphProto)]   # the frontend inlines them
+        if not bodies and not all(_static(v) and v.dtype is not None for v in outs) and \
+                all(v is None or _static(v) for v in ins):
             outs = _reinfer(g, node, outs)     # first, so that a generator whose size is now known folds
         results = None
         if node.op in ("Shape", "Size") and _static(ins[0]):
             results = [_shape_of(node, ins[0])]
-        elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not any(
-                isinstance(a, onnx.GraphProto) for a in node.attrs.values()) and _small(node, ins, outs):
+        elif node.op not in NONDETERMINISTIC and all(v is None or v.is_const for v in ins) and not bodies \
+                and _small(node, ins, outs):
             try:
                 results = onnx_bridge.evaluate(g, node)
             except Exception:
@@ -94,6 +96,8 @@ def fold_constants(graph: Graph, keep_output_writers: bool = False) -> Graph:
             continue
         kept.append(node)
     g.nodes = kept
-    live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs)
+    live = {i for n in g.nodes for i in n.inputs + n.outputs} | set(g.outputs) | set(g.inputs) | \
+        {i for n in g.nodes for a in n.attrs.values() if isinstance(a, onnx.GraphProto)
+         for i in onnx_bridge.outer_names(a)}     # values that only an If/Scan/Loop body reads
     g.values = {k: v for k, v in g.values.items() if k in live}
     return g
