@@ -17,11 +17,22 @@ def _noop_check(g, _, b):
     x, y = g.values[b.inputs[0]], g.values[b.outputs[0]]
     if b.op == "Dropout" and len([o for o in b.outputs if o]) > 1:
         return "the mask output is used"
+    if b.op == "Dropout" and _training(g, b):
+        return "it may drop in training mode (its lowering decides)"
     if tuple(x.shape) != tuple(y.shape):
         return "it changes the shape"
     if b.outputs[0] in g.outputs and (b.inputs[0] in g.inputs or x.is_const or b.inputs[0] in g.outputs):
         return "a graph output must be written by a node"
     return None
+
+
+def _training(g, node) -> bool:
+    """Dropout whose training_mode is not a constant false and whose ratio is not a constant 0."""
+    ins = node.inputs + ["", ""]
+    mode, ratio = (g.values.get(ins[2]) if ins[2] else None), (g.values.get(ins[1]) if ins[1] else None)
+    if mode is None or (mode.is_const and not bool(mode.const)):
+        return False
+    return not (ratio is not None and ratio.is_const and float(ratio.const) == 0)
 
 
 def _noop_rewrite(g, _, b):

@@ -45,3 +45,19 @@ def test_refuses_when_a_graph_output_would_lose_its_writer():
     compiled = same_function(model([helper.make_node("Identity", ["x"], ["y"], name="id")],
                                    [("x", (3,))], [("y", (3,))]), opt_level=1)
     assert len(compiled.graph.nodes) == 1
+
+
+def test_a_training_mode_dropout_inside_a_graph_is_refused_not_dropped():
+    import numpy as np
+    import pytest
+    from onnx import TensorProto, helper, numpy_helper
+    import codegen
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Dropout", ["a", "r", "t"], ["b"], name="drop"),
+             helper.make_node("Relu", ["b"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 3))],
+                              [numpy_helper.from_array(np.array(0.5, np.float32), "r"),
+                               numpy_helper.from_array(np.array(True), "t")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(codegen.UnsupportedError, match="'drop' \\(Dropout\\): Dropout in training mode"):
+        codegen.compile(m)
