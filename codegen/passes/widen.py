@@ -1,7 +1,8 @@
 """Half-precision (and bool) operands of float32 kernels: load as float, compute, round once on store.
 
     Op(x: float16, ...) -> Cast(Op(Cast(x, float32), ...), float16)       (bfloat16 alike)
-    ReduceMax(x: bool)  -> Cast(ReduceMax(Cast(x, float32)), bool)        (ReduceMin alike)
+    ReduceMax(x: bool)  -> Greater(ReduceMax(Cast(x, float32)), 0)        (ReduceMin alike: over an
+                           empty set max gives -inf -> false and min +inf -> true, as for bool)
     MaxPool(x: uint8)   -> Cast(MaxPool(Cast(x, float32)), uint8)         (8- and 16-bit integers)
 
 The kernels of these ops compute in float; converting float16 / bfloat16 to float32 is exact,
@@ -61,8 +62,17 @@ def widen_half(graph: Graph) -> Graph:
             if _widened(v, dtypes):
                 node.outputs[k] = f"{v.name}__kiln_f32"
                 g.values[node.outputs[k]] = Value(node.outputs[k], v.shape, F32)
-                to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype))
-                back.append(Node("Cast", f"{v.name}__kiln_from_f32", [node.outputs[k]], [v.name], {"to": to}))
+                back.append(_narrow(g, node.outputs[k], v))
         nodes += [node] + back
     g.nodes = nodes
     return g
+
+
+def _narrow(g: Graph, wide: str, v: Value) -> Node:
+    """The node that turns the float32 result back into v's dtype."""
+    if np.dtype(v.dtype) == np.bool_:
+        zero = f"{v.name}__kiln_zero"
+        g.values[zero] = Value(zero, (), F32, np.zeros((), F32))
+        return Node("Greater", f"{v.name}__kiln_to_bool", [wide, zero], [v.name])
+    to = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(v.dtype))
+    return Node("Cast", f"{v.name}__kiln_from_f32", [wide], [v.name], {"to": to})
