@@ -223,6 +223,14 @@ def to_ir(proto: onnx.ModelProto, name: str) -> Graph:
 
 
 def _require_static(graph: Graph) -> None:
+    def static(v):
+        return v.shape is not None and all(d is not None and d >= 0 for d in v.shape) and v.dtype is not None
+
+    if not all(static(v) for v in graph.values.values()):
+        from .ops import REGISTRY
+        unknown = [(n.name, n.op, "op is not supported") for n in graph.nodes if n.op not in REGISTRY]
+        if unknown:                  # the likelier cause (sequences, optionals...), and the more useful message
+            raise UnsupportedError(unknown)
     for name in graph.inputs:
         v = graph.values[name]
         if v.shape is None or any(d is None or d < 0 for d in v.shape):
@@ -230,11 +238,7 @@ def _require_static(graph: Graph) -> None:
             raise ShapeError(f"input {name!r} has no static shape ({dims or 'unknown'}); pass one with "
                              f"--input-shape {name}=" + "x".join(str(d or 1) for d in (v.shape or (1,))) + ".")
     for v in graph.values.values():
-        if v.shape is None or any(d is None for d in v.shape) or v.dtype is None:
-            from .ops import REGISTRY
-            unknown = [(n.name, n.op, "op is not supported") for n in graph.nodes if n.op not in REGISTRY]
-            if unknown:                  # the likelier cause, and the more useful message
-                raise UnsupportedError(unknown)
+        if not static(v):
             raise ShapeError(f"tensor {v.name!r} has no static shape or dtype after shape inference and constant "
                              "folding (its shape depends on run-time data).")
 
