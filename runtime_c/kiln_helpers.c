@@ -269,8 +269,10 @@ static ptrdiff_t kiln_gs_tap(ptrdiff_t i, ptrdiff_t d, double lo, double hi, int
 {
     if (padding == 1)
         return i < 0 ? 0 : i >= d ? d - 1 : i;
-    if (padding == 2)
-        i = (ptrdiff_t)kiln_gs_reflect((double)i, lo, hi);
+    if (padding == 2) {
+        const float r = kiln_gs_reflect((double)i, lo, hi);
+        i = (ptrdiff_t)r;
+    }
     return i < 0 || i >= d ? -1 : i;
 }
 

@@ -2,7 +2,8 @@
 compiles, the model fixtures and digits run in a child pytest with KILN_SANITIZE=1, where every build
 uses -fsanitize=address,undefined -fno-sanitize-recover=all; any finding aborts the child.
 
-By hand:  KILN_SANITIZE=1 LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \\
+By hand:  KILN_SANITIZE=1 LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libstdc++.so)" \\
+          ASAN_OPTIONS=detect_leaks=0 \\
           python -m pytest tests/test_conformance.py tests/test_models.py tests/test_sparse.py -p no:xdist
 """
 import os
@@ -14,9 +15,17 @@ import pytest
 from .conftest import ROOT
 
 
-def _asan_runtime():
-    path = subprocess.run(["cc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+def _runtime(name):
+    path = subprocess.run(["cc", f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
     return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def _asan_runtime():
+    """The ASan runtime to preload, with libstdc++ after it: ASan intercepts __cxa_throw and needs the
+    real one at start-up, or the first C++ exception (onnx's shape inference throws and catches
+    them) aborts the process."""
+    asan = _runtime("libasan.so")
+    return asan and " ".join(filter(None, [asan, _runtime("libstdc++.so")]))
 
 
 @pytest.mark.skipif(_asan_runtime() is None, reason="the C compiler has no AddressSanitizer runtime")
