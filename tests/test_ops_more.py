@@ -269,3 +269,13 @@ def _model(op, runtime, out_shape, consts=None, opset=22, **attrs):
     node = helper.make_node(op, [n for n, _ in runtime] + list(consts or {}), ["y"], **attrs)
     graph = helper.make_graph([node], "g", ins, [y], initializer=inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_an_empty_input_with_a_non_empty_output_is_refused_not_left_unwritten():
+    """GridSample of a 0-high image with a real grid: the output has elements the C must write."""
+    from onnx import helper
+    from .graphs import model
+    m = model([helper.make_node("GridSample", ["x", "g"], ["y"], name="gs")],
+              [("x", (1, 1, 0, 4)), ("g", (1, 2, 2, 2))], [("y", (1, 1, 2, 2))])
+    with pytest.raises(codegen.UnsupportedError, match="empty input"):
+        codegen.compile(m)

@@ -53,7 +53,9 @@ def dft(outs, input, dft_length=None, axis=None, *, inverse=0, onesided=0):
     if len(Ls) != 1:
         raise Unsupported("the axis must be a constant (the axes it may be need different lengths)")
     (L,) = Ls
-    if Y.size == 0 or input.size == 0:
+    if input.size == 0 and Y.size:
+        raise Unsupported("the DFT of an empty input")
+    if Y.size == 0:
         return nothing({"X": input}, {"Y": Y})
     cos, sin = _twiddles(L)
     kind = "irfft" if inverse else "forward"

@@ -23,7 +23,9 @@ def grid_sample(outs, X, grid, *, align_corners=0, mode="linear", padding_mode="
         raise Unsupported("only 2D and 3D sampling")
     if mode == "cubic" and len(dims) != 2:
         raise Unsupported("cubic mode is 2D only")
-    if Y.size == 0 or X.size == 0:
+    if X.size == 0 and Y.size:
+        raise Unsupported("sampling an empty input")
+    if Y.size == 0:
         return nothing({"X": X, "G": grid}, {"Y": Y})
     # the borders a coordinate is clamped or reflected into, per axis
     lo = [0.0 if align_corners else -0.5 for _ in dims]
@@ -88,7 +90,9 @@ def roi_align(outs, X, rois, batch_indices, *, coordinate_transformation_mode="h
         raise Unsupported(f"mode {mode!r} with {coordinate_transformation_mode!r} not supported")
     if len(X.shape) != 4 or tuple(rois.shape[1:]) != (4,):
         raise Unsupported("X must be [N, C, H, W] and rois [R, 4]")
-    if Y.size == 0 or X.size == 0:
+    if X.size == 0 and Y.size:
+        raise Unsupported("pooling from an empty input")
+    if Y.size == 0:
         return nothing({"X": X, "R": rois, "B": batch_indices}, {"Y": Y})
     N, C, H, W = X.shape
     return Kernel("roi_align", {"X": X, "R": rois, "B": batch_indices}, {"Y": Y},
