@@ -85,7 +85,7 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
     if len(ins) > len(positional) and not variadic:
         raise Unsupported(f"{len(ins)} inputs given, at most {len(positional)} supported")
     real = [v for v in outs if v is not None]
-    if real and all(v.shape is not None and v.size == 0 for v in real) and not node.epilogue:
+    if real and all(v.shape is not None and v.size == 0 for v in real):
         names = {f"Y{i}": v for i, v in enumerate(real)}     # nothing to compute into zero elements
         return Kernel("empty", {}, names, params=dict(names=list(names)), math="(zero-size output)")
     kernel = opdef.lower(outs, *ins, **node.attrs)

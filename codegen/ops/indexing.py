@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Kernel, Unsupported, c_type, check_param, op, require_dtype, runtime_param, wrapping_type
-from .layout import contiguous_strides, nothing
+from .layout import contiguous_strides
 
 INDEX_TYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -45,8 +45,6 @@ def gather(outs, data, indices, *, axis=0):
     c_type(data, bits=True)
     require_dtype(indices, dtypes=INDEX_TYPES)
     axis = _axis(axis, len(data.shape))
-    if Y.size == 0:
-        return nothing({"X": data, "I": indices}, {"Y": Y})
     A = data.shape[axis]
     if A == 0:
         raise Unsupported("gathers from an empty axis")
@@ -65,8 +63,6 @@ def gather_elements(outs, data, indices, *, axis=0):
     axis = _axis(axis, rank)
     if len(indices.shape) != rank:
         raise Unsupported("indices must have the data's rank")
-    if Y.size == 0:
-        return nothing({"X": data, "I": indices}, {"Y": Y})
     if data.shape[axis] == 0:
         raise Unsupported("gathers from an empty axis")
     return Kernel("gather_elements", {"X": data, "I": indices}, {"Y": Y},
@@ -92,8 +88,6 @@ def scatter_elements(outs, data, indices, updates, *, axis=0, reduction="none"):
     axis = _axis(axis, rank)
     if len(indices.shape) != rank or tuple(updates.shape) != tuple(indices.shape) or updates.dtype != data.dtype:
         raise Unsupported("indices and updates must have one shape and the data's rank and dtype")
-    if Y.size == 0:
-        return nothing({"X": data, "I": indices, "U": updates}, {"Y": Y})
     if indices.size == 0:
         return Kernel("copy", {"X": data}, {"Y": Y}, params=dict(nbytes=Y.nbytes), math="Y = X (no updates)")
     store = f"{{ const {ctype} y = Y[pos], u = U[o]; (void)y; Y[pos] = {_combine(reduction, data.dtype, ctype)}; }}"
@@ -108,8 +102,6 @@ def gather_nd(outs, data, indices, *, batch_dims=0):
     c_type(data, bits=True)
     require_dtype(indices, dtypes=INDEX_TYPES)
     params = _nd(data, indices, batch_dims)
-    if Y.size == 0:
-        return nothing({"X": data, "I": indices}, {"Y": Y})
     return Kernel("gather_nd", {"X": data, "I": indices}, {"Y": Y}, params=dict(params, scatter=None),
                   math="Y[b][t][i] = X[b][I[b][t][0]]...[I[b][t][m-1]][i]")
 
@@ -125,8 +117,6 @@ def scatter_nd(outs, data, indices, updates, *, reduction="none"):
     m = indices.shape[-1]
     if tuple(updates.shape) != tuple(indices.shape[:-1]) + tuple(data.shape[m:]) or updates.dtype != data.dtype:
         raise Unsupported("updates must have shape indices.shape[:-1] + data.shape[m:] and the data's dtype")
-    if Y.size == 0:
-        return nothing({"X": data, "I": indices, "U": updates}, {"Y": Y})
     if updates.size == 0:
         return Kernel("copy", {"X": data}, {"Y": Y}, params=dict(nbytes=Y.nbytes), math="Y = X (no updates)")
     store = f"const {ctype} y = Y[src + i], u = U[dst + i]; (void)y; Y[src + i] = {_combine(reduction, data.dtype, ctype)};"
@@ -164,8 +154,6 @@ def one_hot(outs, indices, depth, values, *, axis=-1):
     count = int(count[0])
     if count < 1 or count != Y.shape[axis]:
         raise Unsupported("depth below 1 or different from the output's length on the axis")
-    if Y.size == 0:
-        return check_param(nothing({"I": indices, "V": values}, {"Y": Y}), "D", depth, [count])
     return check_param(Kernel("one_hot", {"I": indices, "V": values}, {"Y": Y},
                               params=dict(outer=_prod(indices.shape[:axis]), depth=count,
                                           inner=_prod(indices.shape[axis:]),
@@ -184,8 +172,6 @@ def reverse_sequence(outs, input, sequence_lens, *, batch_axis=1, time_axis=0):
     b, t = _axis(batch_axis, rank), _axis(time_axis, rank)
     if b == t or rank < 2:
         raise Unsupported("batch_axis and time_axis must differ")
-    if Y.size == 0:
-        return nothing({"X": input}, {"Y": Y})
     strides = contiguous_strides(input.shape)
     return Kernel("reverse_sequence", {"X": input, "L": sequence_lens}, {"Y": Y},
                   params=dict(size=Y.size, T=input.shape[t], ts=strides[t], B=input.shape[b], bs=strides[b],
@@ -207,8 +193,6 @@ def tensor_scatter(outs, past_cache, update, write_indices=None, *, axis=-2, mod
     a = _axis(axis, rank)
     if a == 0:
         raise Unsupported("the sequence axis cannot be the batch axis")
-    if Y.size == 0:
-        return nothing({"P": past_cache}, {"Y": Y})
     inputs = {"P": past_cache, "U": update}
     if write_indices is not None:
         inputs["W"] = write_indices

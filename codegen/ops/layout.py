@@ -263,8 +263,6 @@ def pad(outs, data, pads, constant_value=None, axes=None, *, mode="constant"):
         tables.append(src.astype(np.int64))
     if tuple(len(t) for t in tables) != tuple(Y.shape):
         raise Unsupported(f"output shape {Y.shape} differs from the padded shape")
-    if Y.size == 0:
-        return nothing({"X": data}, {"Y": Y})
     strides = contiguous_strides(data.shape)
     offsets = [np.where(t < 0, -1, t * s) for t, s in zip(tables, strides)]
     # axes whose table is the identity need no table: X's offset follows the loop index
@@ -325,8 +323,6 @@ def trilu(outs, input, k=None, *, upper=1):
     if len(input.shape) < 2:
         raise Unsupported("Trilu needs at least 2 dimensions")
     known = runtime_param(k) if k is not None else np.zeros(1, dtype=np.int64)
-    if Y.size == 0:
-        return nothing({"X": input}, {"Y": Y})
     *batch, R, C = input.shape
     keep = "j - i >= k" if upper else "j - i <= k"
     return Kernel("trilu", {"X": input, **({"K": k} if known is None else {})}, {"Y": Y},     # K: read at run time
@@ -338,8 +334,3 @@ def trilu(outs, input, k=None, *, upper=1):
 @op("Range")
 def range_(outs, start, limit, delta):
     raise Unsupported("start, limit and delta must be compile-time constants (the output's length depends on them)")
-
-
-def nothing(inputs: dict, outputs: dict) -> Kernel:
-    """A kernel for an empty output: no code, every parameter marked used."""
-    return Kernel("nothing", inputs, outputs, params=dict(names=[*inputs, *outputs]), math="(empty: nothing to do)")

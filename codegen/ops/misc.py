@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import Kernel, Unsupported, c_type, check_param, guarded, op, require_dtype, runtime_param
-from .layout import nothing
 from .reduce import cumulative
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -23,8 +22,6 @@ def _split(shape, axis):
 
 def _along(kind, X, Y, axis, math, **extra):
     require_dtype(X, Y, dtypes=_FLOATS)
-    if X.size == 0:
-        return nothing({"X": X}, {"Y": Y})
     outer, n, inner = _split(X.shape, axis)
     double = c_type(X) == "double"
     return Kernel("along_axis", {"X": X}, {"Y": Y},
@@ -61,8 +58,6 @@ def eye_like(outs, input, *, dtype=None, k=0):
     if len(Y.shape) != 2:
         raise Unsupported("EyeLike needs a 2-D tensor")
     R, C = Y.shape
-    if Y.size == 0:
-        return nothing({"X": input}, {"Y": Y})
     ones = [(i, i + k) for i in range(R) if 0 <= i + k < C]
     return Kernel("eye_like", {}, {"Y": Y}, params=dict(size=Y.size, C=C, ctype=ctype,
                                                       first=ones[0][0] if ones else 0, count=len(ones), k=k),
@@ -81,8 +76,6 @@ def compress(outs, input, condition, *, axis=None):
         return _compress_at_run_time(Y, input, condition, outer, A, inner)
     cond = runtime_param(condition).reshape(-1).astype(bool)
     idx = np.nonzero(cond[:A])[0]
-    if Y.size == 0 or idx.size == 0 or A == 0:
-        return nothing({"X": input}, {"Y": Y})
     if Y.size != outer * idx.size * inner:
         raise Unsupported("output shape does not match the condition")
     return Kernel("gather", {"X": input}, {"Y": Y}, consts={"I": idx.astype(np.int64)},

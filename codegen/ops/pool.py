@@ -6,7 +6,6 @@ import numpy as np
 
 from . import Kernel, Unsupported, c_type, op, require_dtype
 from .conv import resolve_pads
-from .layout import nothing
 
 
 def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
@@ -103,8 +102,6 @@ def max_unpool(outs, X, I, output_shape=None, *, kernel_shape=None, pads=None, s
                                     for d in range(n)]
     if len(Y.shape) != len(inferred) or any(y < i for y, i in zip(Y.shape, inferred)):
         raise Unsupported("output_shape is smaller than the unpooled shape")
-    if Y.size == 0:
-        return nothing({"X": X}, {"Y": Y})
     return Kernel("max_unpool", {"X": X, "I": I}, {"Y": Y},
                   params=dict(size=X.size, nbytes=Y.nbytes, inferred=inferred, total=int(np.prod(inferred)),
                               y_strides=[int(np.prod(Y.shape[d + 1:])) for d in range(len(Y.shape))]),

@@ -12,7 +12,6 @@ import numpy as np
 from . import (Kernel, Unsupported, c_float, c_type, guarded, op, require_dtype, runtime_param,
                shape_strides, wrapping_type)
 from .elementwise import expression
-from .layout import nothing
 
 # name: (initial value, accumulate acc with v, finish acc over `count` elements)
 REDUCTIONS = {
@@ -99,8 +98,6 @@ def cumulative(Y, x, axis, *, exclusive, reverse, product) -> Kernel:
     if axis.size != 1 or axis.dtype is None or np.dtype(axis.dtype) not in (np.dtype(np.int32), np.dtype(np.int64)):
         raise Unsupported("axis must be one int32 or int64 number")
     rank = len(x.shape)
-    if x.size == 0:
-        return nothing({"X": x}, {"Y": Y})
     common = dict(ctype=ctype, acc=wrapping_type(x.dtype) or ctype, product=product,
                   exclusive=bool(exclusive), reverse=bool(reverse))
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from . import Kernel, Unsupported, c_float, c_type, check_param, op, require_dtype, runtime_param
-from .layout import contiguous_strides, nothing
+from .layout import contiguous_strides
 
 COORDINATE_MODES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric",
                     "tf_crop_and_resize")
@@ -199,8 +199,6 @@ def resize(outs, X, roi=None, scales=None, sizes=None, *, antialias=0, axes=None
         size_of = [int(s * d) for s, d in zip(scale_of, X.shape)]
     if tuple(size_of) != tuple(Y.shape):
         raise Unsupported(f"output shape {Y.shape} differs from the computed {tuple(size_of)}")
-    if Y.size == 0:
-        return check_param(nothing({"X": X}, {"Y": Y}), "S", sizes_in, sizes or [])
     if X.size == 0:
         raise Unsupported("resizes an empty tensor")
     if roi_at_run_time:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_float, op, require_const, require_dtype
-from .layout import nothing
+from . import Kernel, Unsupported, c_float, op, require_dtype
 
 MODES = {"linear": "linear", "bilinear": "linear", "nearest": "nearest", "cubic": "cubic", "bicubic": "cubic"}
 PADDINGS = {"zeros": 0, "border": 1, "reflection": 2}
@@ -25,8 +24,6 @@ def grid_sample(outs, X, grid, *, align_corners=0, mode="linear", padding_mode="
         raise Unsupported("cubic mode is 2D only")
     if X.size == 0 and Y.size:
         raise Unsupported("sampling an empty input")
-    if Y.size == 0:
-        return nothing({"X": X, "G": grid}, {"Y": Y})
     # the borders a coordinate is clamped or reflected into, per axis
     lo = [0.0 if align_corners else -0.5 for _ in dims]
     hi = [d - 1.0 if align_corners else d - 0.5 for d in dims]
@@ -70,8 +67,6 @@ def affine_grid(outs, theta, size, *, align_corners=0):
         raise Unsupported("only 2D and 3D grids")
     if size.is_const and [int(s) for s in size.const.reshape(-1)[2:]] != dims:
         raise Unsupported("size disagrees with the output's shape")
-    if Y.size == 0:
-        return nothing({"T": theta}, {"Y": Y})
     base = _base_grid(dims, align_corners)
     return Kernel("affine_grid", {"T": theta}, {"Y": Y}, consts={"B": base},
                   params=dict(N=Y.shape[0], P=base.shape[0], r=r),
@@ -92,8 +87,6 @@ def roi_align(outs, X, rois, batch_indices, *, coordinate_transformation_mode="h
         raise Unsupported("X must be [N, C, H, W] and rois [R, 4]")
     if X.size == 0 and Y.size:
         raise Unsupported("pooling from an empty input")
-    if Y.size == 0:
-        return nothing({"X": X, "R": rois, "B": batch_indices}, {"Y": Y})
     N, C, H, W = X.shape
     return Kernel("roi_align", {"X": X, "R": rois, "B": batch_indices}, {"Y": Y},
                   params=dict(N=N, C=C, H=H, W=W, rois=rois.shape[0], PH=output_height, PW=output_width,
