@@ -65,7 +65,8 @@ def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, 
     reference = Reference(proto, names)
     sums, counts, lows, highs = {}, {}, {}, {}
     for sample in samples:
-        values = reference({n: a for n, a in zip(input_names, sample)})
+        feeds = {n: a for n, a in zip(input_names, sample)}
+        values = {**feeds, **reference(feeds)}
         for name, arr in values.items():
             arr = np.asarray(arr)
             if arr.dtype.kind != "f" or arr.size == 0:
@@ -77,3 +78,10 @@ def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, 
             lows[name] = min(lows.get(name, np.inf), float(arr.min()))
             highs[name] = max(highs.get(name, -np.inf), float(arr.max()))
     return {n: Stats(sums[n] / counts[n], lows[n], highs[n]) for n in sums}
+
+
+def activation_ranges(calibration: Calibration, names, method: str = "minmax", percentile: float = 99.99) -> dict:
+    """{name: (lo, hi)} for the tensors of `names` the calibration saw."""
+    if method != "minmax":
+        raise KilnError(f"calibration method {method!r} is not available")
+    return {n: (calibration.stats[n].min, calibration.stats[n].max) for n in names if n in calibration.stats}

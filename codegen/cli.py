@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="remove the fraction S of output channels with the smallest L1 norm (lossy)")
     common.add_argument("--calibration", metavar="FILE.npz",
                         help="representative inputs (as --inputs); channel pruning uses their mean activations")
+    common.add_argument("--int8", action="store_true",
+                        help="quantise to int8 (post-training, static): needs --calibration")
+    common.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                        help="how --int8 turns calibration data into activation ranges (default minmax)")
+    common.add_argument("--percentile", type=float, default=99.99,
+                        help="the percentile of |x| kept by --calibration-method percentile (default 99.99)")
     common.add_argument("--max-arena-bytes", type=int, default=1 << 30, metavar="N",
                         help="refuse models whose arena exceeds N bytes (default 1 GiB)")
     common.add_argument("--max-weight-bytes", type=int, default=1 << 31, metavar="N",
@@ -81,7 +87,9 @@ def _compile(args):
                             opt_level=args.opt_level, disable_passes=args.disable_pass,
                             prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
                             prune_scope=args.prune_scope, prune_channels=args.prune_channels,
-                            calibration=args.calibration, max_arena_bytes=args.max_arena_bytes,
+                            calibration=args.calibration,
+                            int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
+                            max_arena_bytes=args.max_arena_bytes,
                             max_weight_bytes=args.max_weight_bytes,
                             weights_encoding=args.weights_encoding)
     return compiled, proto, time.perf_counter() - t0
@@ -132,6 +140,13 @@ def cmd_verify(args) -> int:
     for c in result.outputs:
         table.add_row(c.name, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", "ok" if c.ok else "MISMATCH")
     console.print(table)
+    if result.integer:
+        i = result.integer
+        bad = i["first_mismatch"]
+        console.print(f"integer layers: {i['checked']} checked against the numpy model of their arithmetic, " +
+                      ("all bit-exact" if i["exact"] else
+                       f"first mismatch in {bad['layer']!r} ({bad['op']}): {bad['mismatches']} of {bad['of']} "
+                       f"elements, off by up to {bad['max_diff']}"))
     if result.accuracy:
         a = result.accuracy
         console.print(f"accuracy: kiln {100 * a['kiln']:.2f}%, {result.reference} {100 * a['reference']:.2f}%, "

@@ -17,6 +17,8 @@ from .ir import Graph
 from .names import c_identifier
 from .runtime import Runner
 
+INT8_METHODS = ("minmax", "percentile", "entropy")
+
 
 @dataclass
 class CompiledModel:
@@ -105,7 +107,8 @@ def _io(g: Graph, name: str) -> dict:
 
 def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
-            prune_channels: float | None = None, calibration=None, weights_encoding: str = "string",
+            prune_channels: float | None = None, calibration=None, int8: str | None = None,
+            percentile: float = 99.99, weights_encoding: str = "string",
             max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31) -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
@@ -114,6 +117,9 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     pruning (magnitude by threshold or sparsity, "global" or per "layer"; a fraction of channels);
     calibration: .npz path or list of input samples (channel pruning moves removed channels' mean
     activation into the next layer's bias);
+    int8: quantise to int8 with ranges from `calibration` by this method ("minmax", "percentile"
+    [percentile], "entropy"); a model with QuantizeLinear/DequantizeLinear pairs (QDQ) is compiled
+    to integers with its own parameters without it;
     weights_encoding: "string" (one string literal) or "hex" (uint32 words); max_arena_bytes and
     max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
@@ -130,7 +136,16 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     options.update({k: v for k, v in prune.items() if v is not None})
     if prune_sparsity is not None:
         options["prune_scope"] = prune_scope
+    if int8 is not None:
+        if int8 not in INT8_METHODS:
+            raise KilnError(f"int8 calibration method must be one of {', '.join(INT8_METHODS)}, not {int8!r}.")
+        if calibration is None:
+            raise KilnError("int8 quantisation needs calibration data: pass --calibration FILE.npz (representative "
+                            "inputs, as for --inputs).")
+        options.update(int8=int8, **({"percentile": percentile} if int8 == "percentile" else {}))
     graph = frontend.load(model, input_shapes)
+    if graph.quant:
+        options["qdq"] = True
     pass_options = dict(options)
     if calibration is not None:
         from .calibrate import Calibration, load_samples
