@@ -66,12 +66,72 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
         raise Unsupported("only 2-D integer convolution")
     M = W.shape[0]
     scale = np.broadcast_to(np.asarray(scale, np.float64), (M,))
+    N, C, IH, IW = X.shape
+    KH, KW = W.shape[2:]
+    OH, OW = Y.shape[2:]
+    geometry = dict(N=N, C=C, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW, SH=strides[0], SW=strides[1],
+                    DH=dilations[0], DW=dilations[1], PH=pads[0], PW=pads[1])
+    if W.is_const and (B is None or B.is_const) and group in (1, C) and (group == 1 or M == C):
+        bias = B.const if B is not None else np.zeros(M, np.int32)
+        if group == 1:
+            return _packed(X, Y, W.const, bias, _finish(Y, "ch", y_zp, lo, hi), x_zp, scale, geometry,
+                           x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, OW, 1))
+        return _depthwise(X, Y, W.const, bias, _finish(Y, "c", y_zp, lo, hi), x_zp, scale, geometry)
     kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
                        _finish(Y, "m", y_zp, lo, hi), {},
                        "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
                        None, pads, strides)
     kernel.consts.update(ZX=kernel.inputs.pop("ZX").const, **_requant_consts(scale))
     return kernel
+
+
+BLOCK_M, TILE_W = 8, 12     # int32 sums in registers: 8 output channels (one AVX2 vector) x 12 pixels
+
+
+def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
+    """2-D group-1 convolution over int16 pairs of input channels. Per output row, the input rows it
+    reads become a band of (X - x_zp) as int16, channels interleaved in pairs and the padding 0 (so no
+    zero point and no bounds check reach the inner loop); the weights are packed at compile time as
+    [M/8][C/2][KH][KW][8][2] int8, so each step multiplies one pixel's channel pair by 8 channels'
+    weight pairs (AVX2: one vpmaddwd) into a tile of 12 pixels x 8 channels of int32 sums.
+    x_strides / y_strides (n, c, h, w) let a matrix product run as a 1x1 convolution."""
+    g = geometry
+    M, C = W.shape[:2]
+    blocks, pairs = -(-M // BLOCK_M), -(-C // 2)
+    packed = np.zeros((blocks * BLOCK_M, pairs * 2) + W.shape[2:], np.int8)
+    packed[:M, :C] = W
+    packed = packed.reshape(blocks, BLOCK_M, pairs, 2, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
+    bp = np.zeros(blocks * BLOCK_M, np.int32)
+    bp[:M] = bias
+    band_w = (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1     # padded input columns read
+    return Kernel("qconv_packed", {"X": X}, {"Y": Y},
+                  consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **_requant_consts(scale)},
+                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C2=pairs, TW=TILE_W, BW=band_w, ZX=x_zp, T=_ctype(X),
+                              XS=x_strides, YS=y_strides, finish=finish),
+                  macs=g["N"] * M * g["OH"] * g["OW"] * C * g["KH"] * g["KW"],
+                  math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
+
+
+DW_TILE = 16    # depthwise: output columns summed at once
+
+
+def _depthwise(X, Y, W, bias, finish, x_zp, scale, geometry) -> Kernel:
+    """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16
+    with the padding 0, its columns split by stride phase (column i at [i % SW][i / SW]), so that
+    every tap reads a contiguous run of 16 output columns; int16 products (|x - x_zp| <= 255,
+    |w| <= 128) summed in int32."""
+    g = geometry
+    OWt = -(-g["OW"] // DW_TILE) * DW_TILE
+    IHp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1
+    IWp = (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
+    IWq = max(-(-IWp // g["SW"]), OWt + (g["KW"] - 1) * g["DW"] // g["SW"])
+    return Kernel("qconv_depthwise", {"X": X}, {"Y": Y},
+                  consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
+                          **_requant_consts(scale)},
+                  params=dict(g, IHp=IHp, IWp=IWp, IWq=IWq, TILE=DW_TILE, ZX=x_zp, T=_ctype(X), TY=_ctype(Y),
+                              finish=finish),
+                  macs=g["N"] * g["C"] * g["OH"] * g["OW"] * g["KH"] * g["KW"],
+                  math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
 
 @reference("KilnQConv")
@@ -109,6 +169,16 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         raise Unsupported("W must be a constant matrix")
     N = W.shape[1]
     scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
+    K = W.shape[0]
+    rows = int(np.prod(A.shape[:-1], dtype=np.int64))
+    if (B is None or B.is_const) and rows * K <= MATMUL_BAND:
+        # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
+        bias = B.const if B is not None else np.zeros(N, np.int32)
+        geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
+        kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, _finish(Y, "ch", y_zp, lo, hi), a_zp, scale,
+                         geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, 0, N))
+        kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
+        return kernel
     acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None else "(int32_t)acc"
     finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
     kernel = _int_matmul(Y, A, W, _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
@@ -117,6 +187,9 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         kernel.inputs["BI"] = B
     kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, **_requant_consts(scale))
     return kernel
+
+
+MATMUL_BAND = 1 << 15    # A's elements that the packed kernel holds as int16 on the stack (64 KiB)
 
 
 @reference("KilnQMatMul")
