@@ -75,7 +75,7 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
         bias = B.const if B is not None else np.zeros(M, np.int32)
         if group == 1:
             return _packed(X, Y, W.const, bias, _finish(Y, "ch", y_zp, lo, hi), x_zp, scale, geometry,
-                           x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, OW, 1))
+                           x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, 1))
         return _depthwise(X, Y, W.const, bias, _finish(Y, "c", y_zp, lo, hi), x_zp, scale, geometry)
     kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
                        _finish(Y, "m", y_zp, lo, hi), {},
@@ -86,29 +86,33 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
 
 
 BLOCK_M, TILE_W = 8, 12     # int32 sums in registers: 8 output channels (one AVX2 vector) x 12 pixels
+BAND_BYTES = 1 << 15        # the int16 inputs of a chunk of output pixels, on the stack
 
 
 def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
-    """2-D group-1 convolution over int16 pairs of input channels. Per output row, the input rows it
-    reads become a band of (X - x_zp) as int16, channels interleaved in pairs and the padding 0 (so no
-    zero point and no bounds check reach the inner loop); the weights are packed at compile time as
-    [M/8][C/2][KH][KW][8][2] int8, so each step multiplies one pixel's channel pair by 8 channels'
-    weight pairs (AVX2: one vpmaddwd) into a tile of 12 pixels x 8 channels of int32 sums.
-    x_strides / y_strides (n, c, h, w) let a matrix product run as a 1x1 convolution."""
+    """2-D group-1 convolution over int16 pairs of input channels. A chunk of output pixels at a time,
+    their inputs are gathered into a band of (X - x_zp) as int16, [channel pair, kh, kw][pixel][2],
+    the padding 0 (so no zero point and no bounds check reach the inner loop); the weights are packed
+    at compile time as [M/8][C/2][KH][KW][8][2] int8, so each step multiplies one pixel's channel pair
+    by 8 channels' weight pairs (AVX2: one vpmaddwd) into a tile of 12 pixels x 8 channels of int32
+    sums. x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1
+    convolution."""
     g = geometry
     M, C = W.shape[:2]
     blocks, pairs = -(-M // BLOCK_M), -(-C // 2)
+    steps = pairs * g["KH"] * g["KW"]
     packed = np.zeros((blocks * BLOCK_M, pairs * 2) + W.shape[2:], np.int8)
     packed[:M, :C] = W
     packed = packed.reshape(blocks, BLOCK_M, pairs, 2, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
     bp = np.zeros(blocks * BLOCK_M, np.int32)
     bp[:M] = bias
-    band_w = (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1     # padded input columns read
+    pixels = g["OH"] * g["OW"]
+    chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 4) // TILE_W * TILE_W))
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **_requant_consts(scale)},
-                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C2=pairs, TW=TILE_W, BW=band_w, ZX=x_zp, T=_ctype(X),
+                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C2=pairs, STEPS=steps, TW=TILE_W, Q=chunk, ZX=x_zp, T=_ctype(X),
                               XS=x_strides, YS=y_strides, finish=finish),
-                  macs=g["N"] * M * g["OH"] * g["OW"] * C * g["KH"] * g["KW"],
+                  macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
 
@@ -171,12 +175,12 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
     scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
     K = W.shape[0]
     rows = int(np.prod(A.shape[:-1], dtype=np.int64))
-    if (B is None or B.is_const) and rows * K <= MATMUL_BAND:
+    if B is None or B.is_const:
         # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
         bias = B.const if B is not None else np.zeros(N, np.int32)
         geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
         kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, _finish(Y, "ch", y_zp, lo, hi), a_zp, scale,
-                         geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, 0, N))
+                         geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
     acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None else "(int32_t)acc"
@@ -187,9 +191,6 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         kernel.inputs["BI"] = B
     kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, **_requant_consts(scale))
     return kernel
-
-
-MATMUL_BAND = 1 << 15    # A's elements that the packed kernel holds as int16 on the stack (64 KiB)
 
 
 @reference("KilnQMatMul")
