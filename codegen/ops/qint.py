@@ -116,25 +116,26 @@ def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) 
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
 
-DW_TILE = 16    # depthwise: output columns summed at once
+DW_TILE = 16    # depthwise: outputs summed at once
 
 
 def _depthwise(X, Y, W, bias, finish, x_zp, scale, geometry) -> Kernel:
-    """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16
-    with the padding 0, its columns split by stride phase (column i at [i % SW][i / SW]), so that
-    every tap reads a contiguous run of 16 output columns; int16 products (|x - x_zp| <= 255,
-    |w| <= 128) summed in int32."""
+    """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16,
+    padded with 0 and split by stride phase, so that every tap reads a contiguous run of outputs
+    (rows of PITCH columns, the ones past OW discarded); |x - x_zp| <= 255 and |w| <= 128, so the sums
+    of products wrap in 32 bits as the int32 model."""
     g = geometry
-    OWt = -(-g["OW"] // DW_TILE) * DW_TILE
-    IHp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1
-    IWp = (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
-    IWq = max(-(-IWp // g["SW"]), OWt + (g["KW"] - 1) * g["DW"] // g["SW"])
+    (SH, SW), (DH, DW), (KH, KW) = (g["SH"], g["SW"]), (g["DH"], g["DW"]), (g["KH"], g["KW"])
+    pitch = g["OW"] + (KW - 1) * DW // SW
+    rows = g["OH"] + (KH - 1) * DH // SH
+    taps = [((kh * DH % SH * SW + kw * DW % SW) * rows + kh * DH // SH) * pitch + kw * DW // SW
+            for kh in range(KH) for kw in range(KW)]
     return Kernel("qconv_depthwise", {"X": X}, {"Y": Y},
                   consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
                           **_requant_consts(scale)},
-                  params=dict(g, IHp=IHp, IWp=IWp, IWq=IWq, TILE=DW_TILE, ZX=x_zp, T=_ctype(X), TY=_ctype(Y),
+                  params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
                               finish=finish),
-                  macs=g["N"] * g["C"] * g["OH"] * g["OW"] * g["KH"] * g["KW"],
+                  macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
                   math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
 
