@@ -53,8 +53,11 @@ def _requant_consts(scale) -> dict:
     return dict(RM=m.astype(np.int32), RS=s.astype(np.int32))
 
 
-def _finish(Y: Value, index: str, y_zp: int, lo: int, hi: int) -> str:
-    return f"({_ctype(Y)})kiln_requant((int32_t)acc, RM[{index}], RS[{index}], {y_zp}, {lo}, {hi})"
+def _finish(Y: Value, index: str | None, y_zp: int, lo: int, hi: int) -> str:
+    """requant(acc) with the multiplier RM[index] and shift RS[index]; index None: the local rm, rs
+    (a template that loads them once per channel)."""
+    m, s = ("rm", "rs") if index is None else (f"RM[{index}]", f"RS[{index}]")
+    return f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
 
 
 # ---- convolution --------------------------------------------------------------------------------
@@ -74,9 +77,9 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     if W.is_const and (B is None or B.is_const) and group in (1, C) and (group == 1 or M == C):
         bias = B.const if B is not None else np.zeros(M, np.int32)
         if group == 1:
-            return _packed(X, Y, W.const, bias, _finish(Y, "ch", y_zp, lo, hi), x_zp, scale, geometry,
+            return _packed(X, Y, W.const, bias, _finish(Y, None, y_zp, lo, hi), x_zp, scale, geometry,
                            x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, 1))
-        return _depthwise(X, Y, W.const, bias, _finish(Y, "c", y_zp, lo, hi), x_zp, scale, geometry)
+        return _depthwise(X, Y, W.const, bias, _finish(Y, None, y_zp, lo, hi), x_zp, scale, geometry)
     kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
                        _finish(Y, "m", y_zp, lo, hi), {},
                        "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
@@ -134,7 +137,7 @@ def _depthwise(X, Y, W, bias, finish, x_zp, scale, geometry) -> Kernel:
                   consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
                           **_requant_consts(scale)},
                   params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
-                              finish=finish),
+                              TY=_ctype(Y), finish=finish),
                   macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
                   math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
@@ -180,7 +183,7 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
         bias = B.const if B is not None else np.zeros(N, np.int32)
         geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
-        kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, _finish(Y, "ch", y_zp, lo, hi), a_zp, scale,
+        kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, _finish(Y, None, y_zp, lo, hi), a_zp, scale,
                          geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
