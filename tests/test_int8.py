@@ -148,6 +148,18 @@ CONVS = {
     "depthwise": dict(w=(7, 1, 3, 3), x=(1, 7, 6, 6), y=(1, 7, 6, 6), pads=[1, 1, 1, 1], group=7),
     "1x1": dict(w=(9, 5, 1, 1), x=(2, 5, 4, 4), y=(2, 9, 4, 4)),
     "7x7 stride 2": dict(w=(4, 3, 7, 7), x=(1, 3, 16, 16), y=(1, 4, 8, 8), pads=[3, 3, 3, 3], strides=[2, 2]),
+    # channels and pixels that fill no tile (8 channels x 12 pixels), several chunks of pixels
+    "odd channels, 3x5": dict(w=(13, 5, 3, 5), x=(1, 5, 11, 13), y=(1, 13, 10, 13), pads=[0, 2, 1, 2]),
+    "chunks of pixels": dict(w=(17, 64, 3, 3), x=(2, 64, 9, 7), y=(2, 17, 9, 7), pads=[1, 1, 1, 1]),
+    "1x1 stride 2": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
+    "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],
+                                dilations=[2, 2]),
+    "depthwise stride 2, asymmetric pads": dict(w=(9, 1, 3, 3), x=(1, 9, 11, 10), y=(1, 9, 6, 5), pads=[1, 0, 1, 1],
+                                                strides=[2, 2], group=9),
+    "depthwise 5x5 dilation 2": dict(w=(6, 1, 5, 5), x=(2, 6, 12, 19), y=(2, 6, 8, 19), pads=[2, 4, 2, 4],
+                                     dilations=[2, 2], group=6),
+    "depthwise 3x1 stride 1x3": dict(w=(4, 1, 3, 1), x=(1, 4, 7, 17), y=(1, 4, 5, 6), strides=[1, 3], group=4),
+    "depthwise multiplier 2": dict(w=(8, 1, 3, 3), x=(1, 4, 6, 6), y=(1, 8, 6, 6), pads=[1, 1, 1, 1], group=4),
 }
 
 
@@ -167,16 +179,54 @@ def test_conv(case, act):
     assert "act" not in [n.name for n in compiled.graph.nodes]          # the clamp folded into the conv
 
 
-@pytest.mark.parametrize("form", ["Gemm", "Gemm transB", "MatMul 3-D"])
-def test_matmul(form):
+def _matmul_model(form):
     if form == "MatMul 3-D":
-        m = model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))], [("y", (2, 3, 7))],
-                  {"w": _w(20, 7)})
+        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))], [("y", (2, 3, 7))],
+                     {"w": _w(20, 7)})
+    if form == "MatMul many rows":          # rows in several chunks of the packed kernel
+        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (40, 700))], [("y", (40, 9))],
+                     {"w": _w(700, 9)})
+    trans = form.endswith("transB")
+    return model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm", transB=int(trans))],
+                 [("x", (3, 33))], [("y", (3, 17))], {"w": _w(*((17, 33) if trans else (33, 17))), "b": _w(17, seed=3)})
+
+
+@pytest.mark.parametrize("form", ["Gemm", "Gemm transB", "MatMul 3-D", "MatMul many rows"])
+def test_matmul(form):
+    _check(_matmul_model(form), ["KilnQMatMul"])
+
+
+def _cpu_has(flag: str) -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and f" {flag}" in cpuinfo.read_text()
+
+
+# each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
+SIMD = {"portable": ["-O2"], "avx2": ["-O2", "-mavx2"],
+        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]}
+
+
+@pytest.mark.parametrize("path", list(SIMD))
+@pytest.mark.parametrize("case", list(CONVS) + ["Gemm", "MatMul many rows"])
+def test_simd_paths_are_bit_exact(case, path):
+    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+        pytest.skip(f"this CPU does not run the {path} path")
+    template = "qconv_packed"
+    if case in CONVS:
+        c = dict(CONVS[case])
+        wshape, xshape, yshape = c.pop("w"), c.pop("x"), c.pop("y")
+        m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", **c)], [("x", xshape)],
+                  [("y", yshape)], {"w": _w(*wshape), "b": _w(wshape[0], seed=2)})
+        group = c.get("group", 1)
+        if group > 1:
+            template = "qconv_depthwise" if group == xshape[1] == wshape[0] else "int_conv"
     else:
-        trans = form.endswith("transB")
-        m = model([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm", transB=int(trans))],
-                  [("x", (3, 33))], [("y", (3, 17))], {"w": _w(*((17, 33) if trans else (33, 17))), "b": _w(17, seed=3)})
-    _check(m, ["KilnQMatMul"])
+        m = _matmul_model(case)
+    compiled, data = _calibrated(m, samples=4)
+    assert template in {k.template for k in compiled.kernels.values()}
+    for arrays in data[:2]:
+        result = integer_check(compiled, arrays, cflags=SIMD[path])
+        assert result["exact"] and result["checked"], result
 
 
 @pytest.mark.parametrize("op", ["Add", "Mul"])
