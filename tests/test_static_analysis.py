@@ -76,7 +76,24 @@ def _generate(root):
         compiled = codegen.compile(m, name="m")
         compiled.save(root / name)
         templates |= {k.template for k in compiled.kernels.values()}
+    int8 = codegen.compile(_int8_net(), name="m", int8="minmax",
+                           calibration=[[np.random.default_rng(k).standard_normal((1, 4, 9, 9)).astype(np.float32)]
+                                        for k in range(4)])
+    int8.save(root / "int8")
+    templates |= {k.template for k in int8.kernels.values()}
     return sorted(root.glob("*/m.c")), templates
+
+
+def _int8_net():
+    """The integer kernels: packed conv, depthwise conv, packed matmul, a table (Sigmoid)."""
+    rng = np.random.default_rng(1)
+    w = lambda *shape: rng.standard_normal(shape).astype(np.float32)      # noqa: E731
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], group=6),
+             helper.make_node("Flatten", ["c2"], ["f"]),
+             helper.make_node("MatMul", ["f", "w3"], ["m"]),
+             helper.make_node("Sigmoid", ["m"], ["y"])]
+    return model(nodes, [("x", (1, 4, 9, 9))], [("y", (1, 3))], dict(w1=w(6, 4, 3, 3), w2=w(6, 1, 3, 3), w3=w(150, 3)))
 
 
 def _clean(cmd, cwd=None):
@@ -92,6 +109,8 @@ def test_generated_c_passes_clang_weverything_its_analyzer_and_cppcheck(tmp_path
     if "clang" not in missing:
         for c in files:
             _clean(["clang", *CLANG_FLAGS, "-c", str(c), "-o", "/dev/null"], c.parent)
+        for simd in (["-mavx2"], ["-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]):   # the int8 SIMD paths
+            _clean(["clang", *CLANG_FLAGS, *simd, "-c", str(tmp_path / "int8" / "m.c"), "-o", "/dev/null"])
             _clean(["clang", "--analyze", "-std=c99", "-Xanalyzer", "-analyzer-werror", str(c), "-o", "/dev/null"],
                    c.parent)
     if "cppcheck" not in missing:
