@@ -23,20 +23,28 @@ typedef float kiln_vf __attribute__((vector_size(KILN_TILE * 4)));
 #else
 #define KILN_VECTORS 0
 #endif
-/* The int8 kernels' AVX2 path (bit-identical to their portable C): acc + the sums of the products of
- * adjacent int16 pairs, exact in 32 bits, in one instruction where AVX-512 VNNI has it. */
+/* The int8 kernels' SIMD paths, bit-identical to their portable C: AVX-512 VNNI (vpdpbusd), else
+ * AVX2 (vpmaddwd). The band of a packed integer convolution holds bytes for the first, int16 else. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define KILN_VNNI512 1
+#define KILN_BAND_T uint8_t
+#else
+#define KILN_VNNI512 0
+#define KILN_BAND_T int16_t
+#endif
 #if defined(__AVX2__)
 #include <immintrin.h>
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-#define KILN_DPWSSD(acc, a, b) _mm256_dpwssd_epi32(acc, a, b)
-#else
-#define KILN_DPWSSD(acc, a, b) _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-#endif
-/* two adjacent int16 in every 32-bit lane */
-static inline __m256i kiln_pair16(const int16_t *p)
+/* unaligned loads of 4 and 8 bytes (memcpy: no aliasing or alignment assumptions) */
+static inline int32_t kiln_load32(const void *p)
 {
     int32_t v;
     memcpy(&v, p, sizeof v);
-    return _mm256_set1_epi32(v);
+    return v;
+}
+static inline long long kiln_load64(const void *p)
+{
+    long long v;
+    memcpy(&v, p, sizeof v);
+    return v;
 }
 #endif
