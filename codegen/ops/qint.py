@@ -53,11 +53,8 @@ def _requant_consts(scale) -> dict:
     return dict(RM=m.astype(np.int32), RS=s.astype(np.int32))
 
 
-def _finish(Y: Value, index: str | None, y_zp: int, lo: int, hi: int) -> str:
-    """requant(acc) with the multiplier RM[index] and shift RS[index]; index None: the local rm, rs
-    (a template that loads them once per channel)."""
-    m, s = ("rm", "rs") if index is None else (f"RM[{index}]", f"RS[{index}]")
-    return f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
+def _finish(Y: Value, index: str, y_zp: int, lo: int, hi: int) -> str:
+    return f"({_ctype(Y)})kiln_requant((int32_t)acc, RM[{index}], RS[{index}], {y_zp}, {lo}, {hi})"
 
 
 # ---- convolution --------------------------------------------------------------------------------
@@ -77,9 +74,9 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     if W.is_const and (B is None or B.is_const) and group in (1, C) and (group == 1 or M == C):
         bias = B.const if B is not None else np.zeros(M, np.int32)
         if group == 1:
-            return _packed(X, Y, W.const, bias, _finish(Y, None, y_zp, lo, hi), x_zp, scale, geometry,
+            return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry,
                            x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, 1))
-        return _depthwise(X, Y, W.const, bias, _finish(Y, None, y_zp, lo, hi), x_zp, scale, geometry)
+        return _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry)
     kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
                        _finish(Y, "m", y_zp, lo, hi), {},
                        "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
@@ -92,14 +89,15 @@ BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AV
 BAND_BYTES = 1 << 15        # the inputs of a chunk of output pixels, on the stack (as int16 without VNNI)
 
 
-def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
+def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
     [M/16][C/4][KH][KW][16][4] int8, so each step multiplies one pixel's quad by 16 channels' weight
     quads (AVX-512 VNNI: one vpdpbusd, exact) into a tile of 12 pixels x 16 channels of int32 sums.
     The zero point leaves the inner loop: sum (x - x_zp) * w = sum u * w - u_zp * sum w, the last
-    term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums).
+    term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). The tile
+    is requantised (`clamp`: the output's zero point, low and high end) 8 channels at a time with AVX2.
     x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution."""
     g = geometry
     M, C = W.shape[:2]
@@ -114,10 +112,12 @@ def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) 
     bp[:M] = folded.astype(np.uint32).view(np.int32)          # wraps as the 32-bit sums do
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
+    requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
-                  consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **_requant_consts(scale)},
+                  consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
                   params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TW=TILE_W, Q=chunk, OFF=offset,
-                              ZXU=x_zp + offset, T=_ctype(X), XS=x_strides, YS=y_strides, finish=finish),
+                              ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
+                              ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
@@ -125,7 +125,7 @@ def _packed(X, Y, W, bias, finish, x_zp, scale, geometry, x_strides, y_strides) 
 DW_TILE = 16    # depthwise: outputs summed at once
 
 
-def _depthwise(X, Y, W, bias, finish, x_zp, scale, geometry) -> Kernel:
+def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
     """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16,
     padded with 0 and split by stride phase, so that every tap reads a contiguous run of outputs
     (rows of PITCH columns, the ones past OW discarded); |x - x_zp| <= 255 and |w| <= 128, so the sums
@@ -136,11 +136,14 @@ def _depthwise(X, Y, W, bias, finish, x_zp, scale, geometry) -> Kernel:
     rows = g["OH"] + (KH - 1) * DH // SH
     taps = [((kh * DH % SH * SW + kw * DW % SW) * rows + kh * DH // SH) * pitch + kw * DW // SW
             for kh in range(KH) for kw in range(KW)]
+    # per column phase p: the plane columns jj in [lo, hi) that hold input column jj * SW + p - PW
+    PW, IW = g["PW"], g["IW"]
+    cols = [(p, max(0, -(-(PW - p) // SW)), min(pitch, -(-(IW + PW - p) // SW)), p - PW) for p in range(SW)]
     return Kernel("qconv_depthwise", {"X": X}, {"Y": Y},
                   consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
                           **_requant_consts(scale)},
-                  params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
-                              TY=_ctype(Y), finish=finish),
+                  params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, cols=cols, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
+                              TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
                   math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
@@ -186,7 +189,7 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
         bias = B.const if B is not None else np.zeros(N, np.int32)
         geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
-        kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, _finish(Y, None, y_zp, lo, hi), a_zp, scale,
+        kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, (y_zp, lo, hi), a_zp, scale,
                          geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
