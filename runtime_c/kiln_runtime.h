@@ -25,7 +25,7 @@ typedef float kiln_vf __attribute__((vector_size(KILN_TILE * 4)));
 #endif
 /* The int8 kernels' SIMD paths, bit-identical to their portable C: AVX-512 VNNI (vpdpbusd), else
  * AVX2 (vpmaddwd). The band of a packed integer convolution holds bytes for the first, int16 else. */
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
 #define KILN_VNNI512 1
 #define KILN_BAND_T uint8_t
 #else

@@ -24,6 +24,16 @@ from .graphs import model, pass_log
 DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits"
 
 
+def _cpu_has(flag: str) -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and f" {flag}" in cpuinfo.read_text()
+
+
+# each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
+SIMD = {"portable": ["-O2"], "avx2": ["-O2", "-mavx2"],
+        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]}
+
+
 # ---- the arithmetic: numpy model and C helpers agree on every edge ----------------------------------
 
 def test_multiplier_represents_the_factor_to_31_bits():
@@ -44,10 +54,12 @@ def test_requant_rounds_halves_up_on_both_signs():
     assert quant.requant([1000, -1000], 1 << 30, 30, 3, -128, 127).tolist() == [127, -128]     # saturates
 
 
-def _c_helpers():
+def _c_helpers(cflags=None):
     ffi = cffi.FFI()
     proto = """void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo,
                             int32_t hi, int32_t *out, size_t n);
+               void requant_n(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo,
+                              int32_t hi, int32_t *out, size_t n);
                void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
                              const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
     ffi.cdef(proto)
@@ -57,6 +69,12 @@ void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp,
 {
     for (size_t i = 0; i < n; ++i) out[i] = kiln_requant(acc[i], m[i], s[i], zp, lo, hi);
 }
+void requant_n(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
+               int32_t *out, size_t n)
+{
+    memcpy(out, acc, n * sizeof *out);
+    kiln_requant_n(out, n, m, s, 1, zp, lo, hi);
+}
 void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb, const int32_t *s,
               int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n)
 {
@@ -64,8 +82,9 @@ void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32
 }
 """
     header = "#include <stddef.h>\n#include <stdint.h>\n" + proto.replace("               ", "") + "\n"
-    source = '#include "helpers.h"\n' + used_helpers(body) + body
-    return ffi, ffi.dlopen(str(build_shared("helpers", source, header)))
+    runtime = (Path(codegen.__file__).parent.parent / "runtime_c" / "kiln_runtime.h").read_text()
+    source = '#include "helpers.h"\n#include <string.h>\n' + runtime + used_helpers(body) + body
+    return ffi, ffi.dlopen(str(build_shared("helpers", source, header, cflags)))
 
 
 def _call(ffi, fn, *arrays, scalars=(), n=0):
@@ -75,8 +94,11 @@ def _call(ffi, fn, *arrays, scalars=(), n=0):
     return out
 
 
-def test_c_requantisation_is_bit_exact_on_the_edges():
-    ffi, lib = _c_helpers()
+@pytest.mark.parametrize("path", ["portable", "avx2"])
+def test_c_requantisation_is_bit_exact_on_the_edges(path):
+    if path == "avx2" and not _cpu_has("avx2"):
+        pytest.skip("this CPU does not run AVX2")
+    ffi, lib = _c_helpers(SIMD[path])
     rng = np.random.default_rng(0)
     edges_acc = [0, 1, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 30, -2 ** 30, 12345, -12345]
     edges_m = [0, 1, 2 ** 30, 2 ** 31 - 1, 1518500250]
@@ -86,8 +108,10 @@ def test_c_requantisation_is_bit_exact_on_the_edges():
     m = np.concatenate([grid[1], rng.integers(2 ** 30, 2 ** 31, 5000)]).astype(np.int32)
     s = np.concatenate([grid[2], rng.integers(0, 63, 5000)]).astype(np.int32)
     for zp, lo, hi in ((0, -2 ** 31, 2 ** 31 - 1), (-128, -128, 127), (17, 0, 255)):
-        got = _call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size)
-        assert np.array_equal(got, quant.requant(acc, m, s, zp, lo, hi)), zp
+        want = quant.requant(acc, m, s, zp, lo, hi)
+        assert np.array_equal(_call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
+        # eight at a time with AVX2 (the last lanes by kiln_requant)
+        assert np.array_equal(_call(ffi, lib.requant_n, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
     ma, mb = (rng.integers(0, 2 ** 31, 4000).astype(np.int32) for _ in range(2))
@@ -194,16 +218,6 @@ def _matmul_model(form):
 @pytest.mark.parametrize("form", ["Gemm", "Gemm transB", "MatMul 3-D", "MatMul many rows"])
 def test_matmul(form):
     _check(_matmul_model(form), ["KilnQMatMul"])
-
-
-def _cpu_has(flag: str) -> bool:
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.exists() and f" {flag}" in cpuinfo.read_text()
-
-
-# each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
-SIMD = {"portable": ["-O2"], "avx2": ["-O2", "-mavx2"],
-        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]}
 
 
 @pytest.mark.parametrize("path", list(SIMD))
