@@ -241,17 +241,30 @@ static int32_t kiln_requant(int32_t acc, int32_t m, int s, int32_t zp, int32_t l
 }
 
 /* v[i] = kiln_requant(v[i], m[i], s[i], zp, lo, hi) for i < n, or with m[0], s[0] for every i where
- * per_lane is 0: eight at a time with AVX2 (kiln_requant8, the same arithmetic). */
+ * per_lane is 0: eight at a time with AVX2, the same 64-bit arithmetic on the even and the odd lanes
+ * apart, a negative x >> s as ~(~x >> s) (AVX2 shifts 64-bit lanes only logically). */
 static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t *s, int per_lane, int32_t zp,
                            int32_t lo, int32_t hi)
 {
 #if defined(__AVX2__)
     const size_t done = n - n % 8;
+    const __m256i low = _mm256_set1_epi64x(0xffffffff), one = _mm256_set1_epi64x(1), z = _mm256_set1_epi64x(zp);
+    const __m256i l = _mm256_set1_epi64x(lo), h = _mm256_set1_epi64x(hi);
     for (size_t i = 0; i < done; i += 8) {
+        const __m256i acc = _mm256_loadu_si256((const __m256i *)(const void *)(v + i));
         const __m256i mv = per_lane ? _mm256_loadu_si256((const __m256i *)(const void *)(m + i)) : _mm256_set1_epi32(m[0]);
         const __m256i sv = per_lane ? _mm256_loadu_si256((const __m256i *)(const void *)(s + i)) : _mm256_set1_epi32(s[0]);
-        _mm256_storeu_si256((__m256i *)(void *)(v + i),
-                            kiln_requant8(_mm256_loadu_si256((const __m256i *)(const void *)(v + i)), mv, sv, zp, lo, hi));
+        __m256i r[2];
+        for (int odd = 0; odd < 2; ++odd) {
+            const __m256i a = odd ? _mm256_srli_epi64(acc, 32) : acc, mm = odd ? _mm256_srli_epi64(mv, 32) : mv;
+            const __m256i sh = odd ? _mm256_srli_epi64(sv, 32) : _mm256_and_si256(sv, low);
+            const __m256i x = _mm256_add_epi64(_mm256_mul_epi32(a, mm), _mm256_srli_epi64(_mm256_sllv_epi64(one, sh), 1));
+            const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
+            __m256i y = _mm256_add_epi64(_mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, sign), sh), sign), z);
+            y = _mm256_blendv_epi8(y, l, _mm256_cmpgt_epi64(l, y));
+            r[odd] = _mm256_blendv_epi8(y, h, _mm256_cmpgt_epi64(y, h));
+        }
+        _mm256_storeu_si256((__m256i *)(void *)(v + i), _mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xaa));
     }
 #else
     const size_t done = 0;

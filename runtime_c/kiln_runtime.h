@@ -34,42 +34,4 @@ typedef float kiln_vf __attribute__((vector_size(KILN_TILE * 4)));
 #endif
 #if defined(__AVX2__)
 #include <immintrin.h>
-/* unaligned loads of 4 and 8 bytes (memcpy: no aliasing or alignment assumptions) */
-static inline int32_t kiln_load32(const void *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline long long kiln_load64(const void *p)
-{
-    long long v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-/* x / 2^s rounded as kiln_requant does (+ 2^(s-1), then floor) on four int64 lanes, 0 <= s <= 62:
- * a negative x shifts as ~(~x >> s), which AVX2's logical shift can do */
-static inline __m256i kiln_round_shift4(__m256i x, __m256i s)
-{
-    const __m256i half = _mm256_srli_epi64(_mm256_sllv_epi64(_mm256_set1_epi64x(1), s), 1);
-    const __m256i v = _mm256_add_epi64(x, half);
-    const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
-    return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(v, sign), s), sign);
-}
-/* kiln_requant on eight int32 lanes, each with its own multiplier m and shift s: the same 64-bit
- * arithmetic, even and odd lanes apart */
-static inline __m256i kiln_requant8(__m256i acc, __m256i m, __m256i s, int32_t zp, int32_t lo, int32_t hi)
-{
-    const __m256i low = _mm256_set1_epi64x(0xffffffff), z = _mm256_set1_epi64x(zp);
-    const __m256i l = _mm256_set1_epi64x(lo), h = _mm256_set1_epi64x(hi);
-    __m256i r[2];
-    for (int odd = 0; odd < 2; ++odd) {
-        const __m256i a = odd ? _mm256_srli_epi64(acc, 32) : acc, mm = odd ? _mm256_srli_epi64(m, 32) : m;
-        const __m256i ss = odd ? _mm256_srli_epi64(s, 32) : _mm256_and_si256(s, low);
-        __m256i v = _mm256_add_epi64(kiln_round_shift4(_mm256_mul_epi32(a, mm), ss), z);
-        v = _mm256_blendv_epi8(v, l, _mm256_cmpgt_epi64(l, v));
-        r[odd] = _mm256_blendv_epi8(v, h, _mm256_cmpgt_epi64(v, h));
-    }
-    return _mm256_blend_epi32(r[0], _mm256_slli_epi64(r[1], 32), 0xaa);
-}
 #endif
