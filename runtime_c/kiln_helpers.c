@@ -246,7 +246,25 @@ static int32_t kiln_requant(int32_t acc, int32_t m, int s, int32_t zp, int32_t l
 static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t *s, int per_lane, int32_t zp,
                            int32_t lo, int32_t hi)
 {
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    /* sixteen at a time: AVX-512 has the arithmetic 64-bit shift and 64-bit min / max */
+    const size_t done = n - n % 16;
+    const __m512i low = _mm512_set1_epi64(0xffffffff), one = _mm512_set1_epi64(1), z = _mm512_set1_epi64(zp);
+    const __m512i l = _mm512_set1_epi64(lo), h = _mm512_set1_epi64(hi);
+    for (size_t i = 0; i < done; i += 16) {
+        const __m512i acc = _mm512_loadu_si512(v + i);
+        const __m512i mv = per_lane ? _mm512_loadu_si512(m + i) : _mm512_set1_epi32(m[0]);
+        const __m512i sv = per_lane ? _mm512_loadu_si512(s + i) : _mm512_set1_epi32(s[0]);
+        __m512i r[2];
+        for (int odd = 0; odd < 2; ++odd) {
+            const __m512i a = odd ? _mm512_srli_epi64(acc, 32) : acc, mm = odd ? _mm512_srli_epi64(mv, 32) : mv;
+            const __m512i sh = odd ? _mm512_srli_epi64(sv, 32) : _mm512_and_si512(sv, low);
+            const __m512i x = _mm512_add_epi64(_mm512_mul_epi32(a, mm), _mm512_srli_epi64(_mm512_sllv_epi64(one, sh), 1));
+            r[odd] = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(_mm512_srav_epi64(x, sh), z), l), h);
+        }
+        _mm512_storeu_si512(v + i, _mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)));
+    }
+#elif defined(__AVX2__)
     const size_t done = n - n % 8;
     const __m256i low = _mm256_set1_epi64x(0xffffffff), one = _mm256_set1_epi64x(1), z = _mm256_set1_epi64x(zp);
     const __m256i l = _mm256_set1_epi64x(lo), h = _mm256_set1_epi64x(hi);

@@ -94,10 +94,10 @@ def _call(ffi, fn, *arrays, scalars=(), n=0):
     return out
 
 
-@pytest.mark.parametrize("path", ["portable", "avx2"])
+@pytest.mark.parametrize("path", ["portable", "avx2", "avx512 vnni"])
 def test_c_requantisation_is_bit_exact_on_the_edges(path):
-    if path == "avx2" and not _cpu_has("avx2"):
-        pytest.skip("this CPU does not run AVX2")
+    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+        pytest.skip(f"this CPU does not run the {path} path")
     ffi, lib = _c_helpers(SIMD[path])
     rng = np.random.default_rng(0)
     edges_acc = [0, 1, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 30, -2 ** 30, 12345, -12345]
@@ -110,7 +110,7 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
     for zp, lo, hi in ((0, -2 ** 31, 2 ** 31 - 1), (-128, -128, 127), (17, 0, 255)):
         want = quant.requant(acc, m, s, zp, lo, hi)
         assert np.array_equal(_call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
-        # eight at a time with AVX2 (the last lanes by kiln_requant)
+        # eight or sixteen at a time with AVX2 or AVX-512 (the last lanes by kiln_requant)
         assert np.array_equal(_call(ffi, lib.requant_n, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
