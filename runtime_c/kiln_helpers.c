@@ -240,10 +240,10 @@ static int32_t kiln_requant(int32_t acc, int32_t m, int s, int32_t zp, int32_t l
     return (int32_t)(r < lo ? lo : r > hi ? hi : r);
 }
 
-/* v[i] = kiln_requant(v[i], m[i], s[i], zp, lo, hi) for i < n, or with m[0], s[0] for every i where
- * per_lane is 0: eight at a time with AVX2, the same 64-bit arithmetic on the even and the odd lanes
- * apart, a negative x >> s as ~(~x >> s) (AVX2 shifts 64-bit lanes only logically). */
-static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t *s, int per_lane, int32_t zp,
+/* v[i] = kiln_requant(v[i], m[i % period], s[i % period], zp, lo, hi) for i < n, period 1 or a multiple
+ * of 16: sixteen at a time with AVX-512, eight with AVX2 -- the same 64-bit arithmetic on the even and
+ * the odd lanes apart (AVX2 shifts 64-bit lanes only logically: a negative x >> s is ~(~x >> s)). */
+static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t *s, size_t period, int32_t zp,
                            int32_t lo, int32_t hi)
 {
 #if defined(__AVX512F__)
@@ -253,8 +253,8 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
     const __m512i l = _mm512_set1_epi64(lo), h = _mm512_set1_epi64(hi);
     for (size_t i = 0; i < done; i += 16) {
         const __m512i acc = _mm512_loadu_si512(v + i);
-        const __m512i mv = per_lane ? _mm512_loadu_si512(m + i) : _mm512_set1_epi32(m[0]);
-        const __m512i sv = per_lane ? _mm512_loadu_si512(s + i) : _mm512_set1_epi32(s[0]);
+        const __m512i mv = period > 1 ? _mm512_loadu_si512(m + i % period) : _mm512_set1_epi32(m[0]);
+        const __m512i sv = period > 1 ? _mm512_loadu_si512(s + i % period) : _mm512_set1_epi32(s[0]);
         __m512i r[2];
         for (int odd = 0; odd < 2; ++odd) {
             const __m512i a = odd ? _mm512_srli_epi64(acc, 32) : acc, mm = odd ? _mm512_srli_epi64(mv, 32) : mv;
@@ -270,8 +270,10 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
     const __m256i l = _mm256_set1_epi64x(lo), h = _mm256_set1_epi64x(hi);
     for (size_t i = 0; i < done; i += 8) {
         const __m256i acc = _mm256_loadu_si256((const __m256i *)(const void *)(v + i));
-        const __m256i mv = per_lane ? _mm256_loadu_si256((const __m256i *)(const void *)(m + i)) : _mm256_set1_epi32(m[0]);
-        const __m256i sv = per_lane ? _mm256_loadu_si256((const __m256i *)(const void *)(s + i)) : _mm256_set1_epi32(s[0]);
+        const __m256i mv = period > 1 ? _mm256_loadu_si256((const __m256i *)(const void *)(m + i % period))
+                                      : _mm256_set1_epi32(m[0]);
+        const __m256i sv = period > 1 ? _mm256_loadu_si256((const __m256i *)(const void *)(s + i % period))
+                                      : _mm256_set1_epi32(s[0]);
         __m256i r[2];
         for (int odd = 0; odd < 2; ++odd) {
             const __m256i a = odd ? _mm256_srli_epi64(acc, 32) : acc, mm = odd ? _mm256_srli_epi64(mv, 32) : mv;
@@ -288,7 +290,7 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
     const size_t done = 0;
 #endif
     for (size_t i = done; i < n; ++i)
-        v[i] = kiln_requant(v[i], m[per_lane ? i : 0], s[per_lane ? i : 0], zp, lo, hi);
+        v[i] = kiln_requant(v[i], m[i % period], s[i % period], zp, lo, hi);
 }
 
 /* Two operands rescaled onto one output scale with a single rounding (codegen/quant.py: requant2):

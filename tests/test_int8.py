@@ -58,8 +58,10 @@ def _c_helpers(cflags=None):
     ffi = cffi.FFI()
     proto = """void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo,
                             int32_t hi, int32_t *out, size_t n);
-               void requant_n(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo,
-                              int32_t hi, int32_t *out, size_t n);
+               void requant_chunks(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo,
+                                   int32_t hi, int32_t *out, size_t n);
+               void requant_period(const int32_t *acc, const int32_t *m, const int32_t *s, size_t period, int32_t zp,
+                                   int32_t lo, int32_t hi, int32_t *out, size_t n);
                void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
                              const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
     ffi.cdef(proto)
@@ -69,11 +71,20 @@ void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp,
 {
     for (size_t i = 0; i < n; ++i) out[i] = kiln_requant(acc[i], m[i], s[i], zp, lo, hi);
 }
-void requant_n(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
-               int32_t *out, size_t n)
+void requant_chunks(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
+                    int32_t *out, size_t n)
 {
     memcpy(out, acc, n * sizeof *out);
-    kiln_requant_n(out, n, m, s, 1, zp, lo, hi);
+    for (size_t i = 0; i + 16 <= n; i += 16)          /* each chunk with its own 16 multipliers and shifts */
+        kiln_requant_n(out + i, 16, m + i, s + i, 16, zp, lo, hi);
+    for (size_t i = n / 16 * 16; i < n; ++i)
+        kiln_requant_n(out + i, 1, m + i, s + i, 1, zp, lo, hi);
+}
+void requant_period(const int32_t *acc, const int32_t *m, const int32_t *s, size_t period, int32_t zp, int32_t lo,
+                    int32_t hi, int32_t *out, size_t n)
+{
+    memcpy(out, acc, n * sizeof *out);
+    kiln_requant_n(out, n, m, s, period, zp, lo, hi);
 }
 void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb, const int32_t *s,
               int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n)
@@ -111,7 +122,12 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
         want = quant.requant(acc, m, s, zp, lo, hi)
         assert np.array_equal(_call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
         # eight or sixteen at a time with AVX2 or AVX-512 (the last lanes by kiln_requant)
-        assert np.array_equal(_call(ffi, lib.requant_n, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
+        assert np.array_equal(_call(ffi, lib.requant_chunks, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
+        for period in (1, 16):                          # one multiplier, or one per channel of 16, repeated
+            want = quant.requant(acc, np.resize(m[:period], acc.size), np.resize(s[:period], acc.size), zp, lo, hi)
+            got = _call(ffi, lib.requant_period, acc, m[:period].copy(), s[:period].copy(), scalars=(period, zp, lo, hi),
+                        n=acc.size)
+            assert np.array_equal(got, want), (zp, period)
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
     ma, mb = (rng.integers(0, 2 ** 31, 4000).astype(np.int32) for _ in range(2))
