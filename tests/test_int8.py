@@ -31,7 +31,7 @@ def _cpu_has(flag: str) -> bool:
 
 # each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
 SIMD = {"portable": ["-O2"], "avx2": ["-O2", "-mavx2"],
-        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]}
+        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]}
 
 
 # ---- the arithmetic: numpy model and C helpers agree on every edge ----------------------------------
