@@ -191,6 +191,8 @@ CONVS = {
     # channels and pixels that fill no tile (8 channels x 12 pixels), several chunks of pixels
     "odd channels, 3x5": dict(w=(13, 5, 3, 5), x=(1, 5, 11, 13), y=(1, 13, 10, 13), pads=[0, 2, 1, 2]),
     "chunks of pixels": dict(w=(17, 64, 3, 3), x=(2, 64, 9, 7), y=(2, 17, 9, 7), pads=[1, 1, 1, 1]),
+    "one channel, 10x4 stride 2": dict(w=(7, 1, 10, 4), x=(1, 1, 20, 9), y=(1, 7, 10, 4), pads=[4, 1, 5, 1],
+                                       strides=[2, 2]),   # quads of taps rather than of channels
     "1x1 stride 2": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
     "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],
                                 dilations=[2, 2]),

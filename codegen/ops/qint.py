@@ -93,7 +93,8 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
-    [M/16][C/4][KH][KW][16][4] int8, so each step multiplies one pixel's quad by 16 channels' weight
+    [M/16][C/4][KH][KW][16][4] int8 (with fewer than 4 channels, quads of consecutive taps of (c, kh, kw)
+    instead), so each step multiplies one pixel's quad by 16 channels' weight
     quads (AVX-512 VNNI: one vpdpbusd, exact) into a tile of 12 pixels x 16 channels of int32 sums.
     The zero point leaves the inner loop: sum (x - x_zp) * w = sum u * w - u_zp * sum w, the last
     term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). The tile
@@ -101,11 +102,17 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution."""
     g = geometry
     M, C = W.shape[:2]
-    blocks, quads = -(-M // BLOCK_M), -(-C // 4)
+    blocks, quads, taps = -(-M // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
     steps = quads * g["KH"] * g["KW"]
-    packed = np.zeros((blocks * BLOCK_M, quads * 4) + W.shape[2:], np.int8)
-    packed[:M, :C] = W
-    packed = packed.reshape(blocks, BLOCK_M, quads, 4, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
+    if -(-taps // 4) < steps:       # fewer than 4 channels: quads of consecutive taps of (c, kh, kw) instead
+        steps = -(-taps // 4)
+        packed = np.zeros((blocks * BLOCK_M, steps * 4), np.int8)
+        packed[:M, :taps] = W.reshape(M, taps)
+        packed = packed.reshape(blocks, BLOCK_M, steps, 4).transpose(0, 2, 1, 3)
+    else:
+        packed = np.zeros((blocks * BLOCK_M, quads * 4) + W.shape[2:], np.int8)
+        packed[:M, :C] = W
+        packed = packed.reshape(blocks, BLOCK_M, quads, 4, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
     offset = 128 if X.dtype == np.int8 else 0
     folded = np.asarray(bias, np.int64) - (x_zp + offset) * W.reshape(M, -1).astype(np.int64).sum(axis=1)
     bp = np.zeros(blocks * BLOCK_M, np.int32)
@@ -115,7 +122,8 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
-                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TW=TILE_W, Q=chunk, OFF=offset,
+                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=steps < quads * g["KH"] * g["KW"],
+                              TW=TILE_W, Q=chunk, OFF=offset,
                               ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
                               ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
