@@ -19,6 +19,7 @@ from codegen.build import build_shared
 from codegen.emit import used_helpers
 from codegen.verify import INT8_TOLERANCE, Reference, compare, integer_check, random_inputs
 
+from .conftest import TEST_CFLAGS
 from .graphs import model, pass_log
 
 DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits"
@@ -30,8 +31,8 @@ def _cpu_has(flag: str) -> bool:
 
 
 # each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
-SIMD = {"portable": ["-O2"], "avx2": ["-O2", "-mavx2"],
-        "avx512 vnni": ["-O2", "-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]}
+SIMD = {"portable": TEST_CFLAGS, "avx2": TEST_CFLAGS + ["-mavx2"],
+        "avx512 vnni": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]}
 
 
 # ---- the arithmetic: numpy model and C helpers agree on every edge ----------------------------------
