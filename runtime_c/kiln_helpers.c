@@ -259,7 +259,8 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
         for (int odd = 0; odd < 2; ++odd) {
             const __m512i a = odd ? _mm512_srli_epi64(acc, 32) : acc, mm = odd ? _mm512_srli_epi64(mv, 32) : mv;
             const __m512i sh = odd ? _mm512_srli_epi64(sv, 32) : _mm512_and_si512(sv, low);
-            const __m512i x = _mm512_add_epi64(_mm512_mul_epi32(a, mm), _mm512_srli_epi64(_mm512_sllv_epi64(one, sh), 1));
+            const __m512i half = _mm512_srli_epi64(_mm512_sllv_epi64(one, sh), 1);
+            const __m512i x = _mm512_add_epi64(_mm512_mul_epi32(a, mm), half);
             r[odd] = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(_mm512_srav_epi64(x, sh), z), l), h);
         }
         _mm512_storeu_si512(v + i, _mm512_mask_blend_epi32(0xaaaa, r[0], _mm512_slli_epi64(r[1], 32)));
@@ -278,7 +279,8 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
         for (int odd = 0; odd < 2; ++odd) {
             const __m256i a = odd ? _mm256_srli_epi64(acc, 32) : acc, mm = odd ? _mm256_srli_epi64(mv, 32) : mv;
             const __m256i sh = odd ? _mm256_srli_epi64(sv, 32) : _mm256_and_si256(sv, low);
-            const __m256i x = _mm256_add_epi64(_mm256_mul_epi32(a, mm), _mm256_srli_epi64(_mm256_sllv_epi64(one, sh), 1));
+            const __m256i half = _mm256_srli_epi64(_mm256_sllv_epi64(one, sh), 1);
+            const __m256i x = _mm256_add_epi64(_mm256_mul_epi32(a, mm), half);
             const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
             __m256i y = _mm256_add_epi64(_mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, sign), sh), sign), z);
             y = _mm256_blendv_epi8(y, l, _mm256_cmpgt_epi64(l, y));

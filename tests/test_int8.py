@@ -126,8 +126,8 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
         assert np.array_equal(_call(ffi, lib.requant_chunks, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
         for period in (1, 16):                          # one multiplier, or one per channel of 16, repeated
             want = quant.requant(acc, np.resize(m[:period], acc.size), np.resize(s[:period], acc.size), zp, lo, hi)
-            got = _call(ffi, lib.requant_period, acc, m[:period].copy(), s[:period].copy(), scalars=(period, zp, lo, hi),
-                        n=acc.size)
+            got = _call(ffi, lib.requant_period, acc, m[:period].copy(), s[:period].copy(),
+                        scalars=(period, zp, lo, hi), n=acc.size)
             assert np.array_equal(got, want), (zp, period)
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
@@ -224,8 +224,8 @@ def test_conv(case, act):
 
 def _matmul_model(form):
     if form == "MatMul 3-D":
-        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))], [("y", (2, 3, 7))],
-                     {"w": _w(20, 7)})
+        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))],
+                     [("y", (2, 3, 7))], {"w": _w(20, 7)})
     if form == "MatMul many rows":          # rows in several chunks of the packed kernel
         return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (40, 700))], [("y", (40, 9))],
                      {"w": _w(700, 9)})

@@ -109,7 +109,8 @@ def test_generated_c_passes_clang_weverything_its_analyzer_and_cppcheck(tmp_path
     if "clang" not in missing:
         for c in files:
             _clean(["clang", *CLANG_FLAGS, "-c", str(c), "-o", "/dev/null"], c.parent)
-        for simd in (["-mavx2"], ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]):   # the int8 SIMD paths
+        # the int8 kernels' SIMD paths
+        for simd in (["-mavx2"], ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]):
             _clean(["clang", *CLANG_FLAGS, *simd, "-c", str(tmp_path / "int8" / "m.c"), "-o", "/dev/null"])
             _clean(["clang", "--analyze", "-std=c99", "-Xanalyzer", "-analyzer-werror", str(c), "-o", "/dev/null"],
                    c.parent)

@@ -71,7 +71,7 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     OH, OW = Y.shape[2:]
     geometry = dict(N=N, C=C, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW, SH=strides[0], SW=strides[1],
                     DH=dilations[0], DW=dilations[1], PH=pads[0], PW=pads[1])
-    if W.is_const and (B is None or B.is_const) and group in (1, C) and (group == 1 or M == C):
+    if W.is_const and (B is None or B.is_const) and (group == 1 or group == C == M):
         bias = B.const if B is not None else np.zeros(M, np.int32)
         if group == 1:
             return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry,
@@ -86,7 +86,7 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
 
 
 BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AVX-512 vector) x 12 pixels
-BAND_BYTES = 1 << 15        # the inputs of a chunk of output pixels, on the stack (as int16 without VNNI)
+BAND_BYTES = 1 << 15        # the inputs of a chunk of output pixels (as int16 without VNNI): a stack array
 
 
 def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
@@ -94,17 +94,19 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
     [M/16][C/4][KH][KW][16][4] int8 (with fewer than 4 channels, quads of consecutive taps of (c, kh, kw)
-    instead), so each step multiplies one pixel's quad by 16 channels' weight
-    quads (AVX-512 VNNI: one vpdpbusd, exact) into a tile of 12 pixels x 16 channels of int32 sums.
+    instead), so each step multiplies one pixel's quad by 16 channels' weight quads (AVX-512 VNNI: one
+    vpdpbusd, exact; AVX2: two vpmaddwd per 8 channels) into a tile of 12 pixels x 16 channels of int32
+    sums.
     The zero point leaves the inner loop: sum (x - x_zp) * w = sum u * w - u_zp * sum w, the last
-    term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). The tile
-    is requantised (`clamp`: the output's zero point, low and high end) 8 channels at a time with AVX2.
+    term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). A tile is
+    requantised at once (kiln_requant_n; `clamp`: the output's zero point, low and high end).
     x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution."""
     g = geometry
     M, C = W.shape[:2]
     blocks, quads, taps = -(-M // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
     steps = quads * g["KH"] * g["KW"]
-    if -(-taps // 4) < steps:       # fewer than 4 channels: quads of consecutive taps of (c, kh, kw) instead
+    by_taps = -(-taps // 4) < steps
+    if by_taps:                     # fewer than 4 channels: quads of consecutive taps of (c, kh, kw) instead
         steps = -(-taps // 4)
         packed = np.zeros((blocks * BLOCK_M, steps * 4), np.int8)
         packed[:M, :taps] = W.reshape(M, taps)
@@ -122,9 +124,8 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
-                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=steps < quads * g["KH"] * g["KW"],
-                              TW=TILE_W, Q=chunk, OFF=offset,
-                              ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
+                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk,
+                              OFF=offset, ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
                               ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
