@@ -71,7 +71,7 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     OH, OW = Y.shape[2:]
     geometry = dict(N=N, C=C, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW, SH=strides[0], SW=strides[1],
                     DH=dilations[0], DW=dilations[1], PH=pads[0], PW=pads[1])
-    if W.is_const and (B is None or B.is_const) and (group == 1 or group == C == M):
+    if W.is_const and (B is None or B.is_const) and (group == 1 and _band_fits(C, KH, KW) or group == C == M):
         bias = B.const if B is not None else np.zeros(M, np.int32)
         if group == 1:
             return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry,
@@ -86,7 +86,21 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
 
 
 BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AVX-512 vector) x 12 pixels
-BAND_BYTES = 1 << 15        # the inputs of a chunk of output pixels (as int16 without VNNI): a stack array
+BAND_BYTES = 1 << 15        # the inputs of a chunk of output pixels (as int16 without VNNI): a stack array,
+MAX_BAND_BYTES = 1 << 18    # larger where one tile of pixels needs it, up to this
+
+
+def _steps(C: int, KH: int, KW: int) -> tuple[int, bool]:
+    """The steps of the packed sums: quads of channels x KH x KW, or with fewer than 4 channels quads of
+    consecutive taps of (c, kh, kw) where that makes fewer (True)."""
+    by_channels, by_taps = -(-C // 4) * KH * KW, -(-(C * KH * KW) // 4)
+    return (by_taps, True) if by_taps < by_channels else (by_channels, False)
+
+
+def _band_fits(C: int, KH: int, KW: int) -> bool:
+    """Whether the band of one tile of pixels (int16) stays within MAX_BAND_BYTES of stack; the generic
+    kernel takes the layers with longer sums."""
+    return _steps(C, KH, KW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
 
 
 def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
@@ -104,10 +118,8 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     g = geometry
     M, C = W.shape[:2]
     blocks, quads, taps = -(-M // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
-    steps = quads * g["KH"] * g["KW"]
-    by_taps = -(-taps // 4) < steps
-    if by_taps:                     # fewer than 4 channels: quads of consecutive taps of (c, kh, kw) instead
-        steps = -(-taps // 4)
+    steps, by_taps = _steps(C, g["KH"], g["KW"])
+    if by_taps:
         packed = np.zeros((blocks * BLOCK_M, steps * 4), np.int8)
         packed[:M, :taps] = W.reshape(M, taps)
         packed = packed.reshape(blocks, BLOCK_M, steps, 4).transpose(0, 2, 1, 3)
@@ -194,7 +206,7 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
     scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
     K = W.shape[0]
     rows = int(np.prod(A.shape[:-1], dtype=np.int64))
-    if B is None or B.is_const:
+    if (B is None or B.is_const) and _band_fits(K, 1, 1):
         # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
         bias = B.const if B is not None else np.zeros(N, np.int32)
         geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
