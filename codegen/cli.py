@@ -115,7 +115,9 @@ def cmd_compile(args) -> int:
     paths = compiled.save(args.output)
     r = compiled.report
     print(f"wrote {paths['c']}, {paths['h']}, {paths['json']} in {seconds:.2f} s: {len(r['layers'])} layers, "
-          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes")
+          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes"
+          + (f" (float32: arena {r['float32']['arena_bytes']}, weights {r['float32']['weight_bytes']})"
+             if "float32" in r else ""))
     return 0
 
 
@@ -147,6 +149,10 @@ def cmd_verify(args) -> int:
                       ("all bit-exact" if i["exact"] else
                        f"first mismatch in {bad['layer']!r} ({bad['op']}): {bad['mismatches']} of {bad['of']} "
                        f"elements, off by up to {bad['max_diff']}"))
+    for name, d in (result.lsb or {}).items():
+        console.print(f"{name}: {100 * d['within_1']:.2f}% of elements within one quantisation step "
+                      f"({d['step']:.3g}) of {result.reference}, {100 * d['exact']:.2f}% identical, "
+                      f"at most {d['max']:.2f} steps off")
     if result.accuracy:
         a = result.accuracy
         console.print(f"accuracy: kiln {100 * a['kiln']:.2f}%, {result.reference} {100 * a['reference']:.2f}%, "
@@ -227,6 +233,11 @@ def cmd_inspect(args) -> int:
     console.print(table)
     console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
                   f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
+    if "float32" in r:
+        f = r["float32"]
+        console.print(f"int8 vs float32: weights {r['weight_bytes']:,} vs {f['weight_bytes']:,} bytes "
+                      f"({f['weight_bytes'] / max(1, r['weight_bytes']):.2f}x smaller), arena {r['arena_bytes']:,} vs "
+                      f"{f['arena_bytes']:,} bytes ({f['arena_bytes'] / max(1, r['arena_bytes']):.2f}x smaller)")
     for p in r["passes"]:
         console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes, weights "
                       f"{p['weight_bytes_before']:,} -> {p['weight_bytes_after']:,} bytes" +

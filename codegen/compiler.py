@@ -28,6 +28,7 @@ class CompiledModel:
     sources: emit_mod.Sources
     options: dict = field(default_factory=dict)
     passes: list = field(default_factory=list)     # per pass: nodes before/after and what it did
+    float32: dict | None = None     # an int8 model: the same model's sizes compiled in float32
 
     @property
     def name(self) -> str:
@@ -54,7 +55,8 @@ class CompiledModel:
                     arena_bytes=plan.arena_bytes,
                     arena_lower_bound=plan.lower_bound, weight_bytes=self.sources.weight_bytes,
                     macs=sum(layer["macs"] for layer in layers),
-                    inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs])
+                    inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs],
+                    **({"float32": self.float32} if self.float32 else {}))
 
     def save(self, directory) -> dict[str, Path]:
         """Write NAME.c, NAME.h and NAME.json into `directory`, each atomically."""
@@ -170,4 +172,12 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     if sources.weight_bytes > max_weight_bytes:
         raise LimitError(f"the weights need {sources.weight_bytes:,} bytes, over the limit of {max_weight_bytes:,} "
                          "(--max-weight-bytes).")
-    return CompiledModel(graph, kernels, plan, sources, shown, pass_report)
+    float32 = None
+    if (options.get("int8") or options.get("qdq")) and "quantize" not in disable_passes:   # float sizes, for the report
+        plain = compile(model, input_shapes=input_shapes, opt_level=opt_level,
+                        disable_passes=sorted(set(disable_passes) | {"quantize"}), prune_threshold=prune_threshold,
+                        prune_sparsity=prune_sparsity, prune_scope=prune_scope, prune_channels=prune_channels,
+                        calibration=calibration if prune_channels else None, weights_encoding=weights_encoding)
+        float32 = dict(weight_bytes=plain.sources.weight_bytes, arena_bytes=plain.plan.arena_bytes,
+                       arena_lower_bound=plain.plan.lower_bound)
+    return CompiledModel(graph, kernels, plan, sources, shown, pass_report, float32)
