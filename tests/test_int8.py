@@ -331,11 +331,12 @@ def lsb_agreement(compiled, proto, samples) -> tuple[float, float]:
     return float(np.mean(diffs <= 1.001)), float(np.mean(diffs <= 1e-3))
 
 
-@pytest.mark.parametrize("activation", ["int8", "uint8"])
-def test_digits_quantized_by_onnxruntime_qdq(tmp_path, activation):
+@pytest.mark.parametrize("fmt,activation", [("qdq", "int8"), ("qdq", "uint8"), ("qoperator", "int8"),
+                                            ("qoperator", "uint8")])
+def test_digits_quantized_by_onnxruntime(tmp_path, fmt, activation):
     d = np.load(DIGITS / "digits_test.npz")
     x = d["x"]
-    proto = _quantize_static(DIGITS / "digits.onnx", tmp_path / "q.onnx", [x[i:i + 1] for i in range(100)], "qdq",
+    proto = _quantize_static(DIGITS / "digits.onnx", tmp_path / "q.onnx", [x[i:i + 1] for i in range(100)], fmt,
                              activation)
     compiled = codegen.compile(proto)
     assert pass_log(compiled, "quantize")[0].endswith("0 stay float")
@@ -344,7 +345,8 @@ def test_digits_quantized_by_onnxruntime_qdq(tmp_path, activation):
     assert integer_check(compiled, [x[:1]])["exact"]
 
 
-def test_conv_net_quantized_by_onnxruntime_qdq(tmp_path):
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_conv_net_quantized_by_onnxruntime(tmp_path, fmt):
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"], name="relu"),
              helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
@@ -359,8 +361,11 @@ def test_conv_net_quantized_by_onnxruntime_qdq(tmp_path):
     onnx.save(m, tmp_path / "f.onnx")
     samples = random_inputs([("x", (1, 3, 8, 8), np.float32)], 0)
     data = [random_inputs([("x", (1, 3, 8, 8), np.float32)], k) for k in range(40)]
-    proto = _quantize_static(tmp_path / "f.onnx", tmp_path / "q.onnx", [s[0] for s in data], "qdq")
+    proto = _quantize_static(tmp_path / "f.onnx", tmp_path / "q.onnx", [s[0] for s in data], fmt)
+    if fmt == "qoperator":
+        assert {"QLinearConv", "QLinearAdd", "QGemm"} <= {n.op_type for n in proto.graph.node}
     compiled = codegen.compile(proto)
+    assert pass_log(compiled, "quantize")[0].endswith("0 stay float")
     within, _ = lsb_agreement(compiled, proto, data)
     assert within >= 0.99
     assert integer_check(compiled, samples)["exact"]
