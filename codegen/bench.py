@@ -68,8 +68,9 @@ def suite_paths(models_dir, only=None) -> dict:
     return paths
 
 
-def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None) -> list[dict]:
-    """Compile, check and time every suite model; one row each (an error row where a model fails)."""
+def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None, int8=False) -> list[dict]:
+    """Compile, check and time every suite model; one row each (an error row where a model fails).
+    int8: Kiln int8 against onnxruntime int8 instead (bench_int8)."""
     import onnx
 
     import codegen
@@ -80,6 +81,9 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
         if progress:
             progress(name)
         try:
+            if int8:
+                rows.append(dict(bench_int8(path, cflags=cflags, budget_s=budget_s), model=name))
+                continue
             compiled = codegen.compile(path)
             proto = onnx.load(str(path))
             io = path.with_name(path.stem + "_io.npz")
@@ -94,7 +98,60 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
             row = dict(model=name, error=str(err).splitlines()[0])
         rows.append(row)
     ok = [r for r in rows if "ratio" in r]
-    if ok:
+    if ok and int8:
+        rows.append(dict(model="geometric mean", ratio=float(np.exp(np.mean([np.log(r["ratio"]) for r in ok]))),
+                         int8_speedup=float(np.exp(np.mean([np.log(r["int8_speedup"]) for r in ok]))),
+                         slower=sum(r["ratio"] > 1 for r in ok), timed=len(ok)))
+    elif ok:
         rows.append(dict(model="geometric mean", ratio=float(np.exp(np.mean([np.log(r["ratio"]) for r in ok]))),
                      slower=sum(r["ratio"] > 1 for r in ok), timed=len(ok)))
     return rows
+
+
+# ---- int8: `kiln bench --int8` -------------------------------------------------------------------
+
+def quantize_with_onnxruntime(proto, samples, input_names) -> "onnx.ModelProto":
+    """The model as onnxruntime's quantize_static writes it: QDQ, int8 activations and weights,
+    weights per channel, calibrated on `samples` (min/max)."""
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([dict(zip(input_names, s)) for s in samples])
+
+        def get_next(self):
+            return next(self.it, None)
+    with tempfile.TemporaryDirectory(prefix="kiln-") as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(proto, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return onnx.load(dst)
+
+
+def bench_int8(model, samples=None, method: str = "minmax", cflags=None, budget_s: float = 3.0, **options) -> dict:
+    """Kiln int8 against onnxruntime running the same model quantised by quantize_static (1 thread),
+    and Kiln float32 against onnxruntime float32, in one run. `samples` calibrate both quantisers
+    (default: 8 seeded random inputs); the first is the timed input."""
+    import logging
+
+    import codegen
+    from .frontend import load_proto
+    proto, _ = load_proto(model)
+    kiln32 = codegen.compile(model, **options)
+    specs = kiln32._io_specs()[0]
+    samples = samples or [random_inputs(specs, seed) for seed in range(8)]
+    logging.getLogger().setLevel(logging.ERROR)          # quantize_static's advice on pre-processing
+    ort8 = quantize_with_onnxruntime(proto, samples, [n for n, _, _ in specs])
+    kiln8 = codegen.compile(model, calibration=samples, int8=method, **options)
+    q = bench(kiln8, ort8, samples[0], cflags=cflags, budget_s=budget_s)
+    f = bench(kiln32, proto, samples[0], cflags=cflags, budget_s=budget_s)
+    return dict(model=kiln32.name, kiln_int8_ms=q["kiln_ms"], ort_int8_ms=q["reference_ms"], kiln_float_ms=f["kiln_ms"],
+                ort_float_ms=f["reference_ms"], ratio=q["kiln_ms"] / q["reference_ms"],
+                int8_speedup=f["kiln_ms"] / q["kiln_ms"], weight_bytes=kiln8.sources.weight_bytes,
+                float_weight_bytes=kiln32.sources.weight_bytes, arena_bytes=kiln8.plan.arena_bytes,
+                float_arena_bytes=kiln32.plan.arena_bytes, runs=q["runs"])

@@ -172,6 +172,8 @@ def cmd_bench(args) -> int:
     from .bench import bench
     if args.suite:
         return _bench_suite(args)
+    if args.int8:
+        return _bench_int8(args)
     from .verify import load_inputs
     compiled, proto, _ = _compile(args)
     arrays = None
@@ -186,6 +188,29 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_int8(args) -> int:
+    """Kiln int8 vs onnxruntime int8 (quantize_static QDQ) and Kiln float32 vs onnxruntime float32."""
+    from .bench import bench_int8
+    from .verify import load_inputs
+    if not args.model:
+        raise KilnError("kiln bench --int8 needs a MODEL (an .onnx file), or --suite.")
+    samples = None
+    if args.calibration:
+        from . import compile as kiln_compile
+        specs = kiln_compile(args.model, input_shapes=args.input_shape).build(_cflags(args)).inputs
+        samples = load_inputs(args.calibration, specs)[0]
+    r = bench_int8(args.model, samples, args.calibration_method, cflags=_cflags(args), input_shapes=args.input_shape)
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print(f"{r['model']}: kiln int8 {r['kiln_int8_ms']:.3f} ms, onnxruntime int8 {r['ort_int8_ms']:.3f} ms "
+              f"(ratio {r['ratio']:.2f}); kiln float32 {r['kiln_float_ms']:.3f} ms, onnxruntime float32 "
+              f"{r['ort_float_ms']:.3f} ms; int8 is {r['int8_speedup']:.2f}x kiln float32; weights "
+              f"{r['weight_bytes']:,} B (float32 {r['float_weight_bytes']:,}), arena {r['arena_bytes']:,} B "
+              f"(float32 {r['float_arena_bytes']:,}); median of {r['runs']} runs")
+    return 0
+
+
 def _bench_suite(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -194,7 +219,9 @@ def _bench_suite(args) -> int:
     console = Console(stderr=True)
     only = args.only.split(",") if args.only else None
     rows = run_suite(args.models_dir, only, cflags=_cflags(args),
-                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"))
+                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"), int8=args.int8)
+    if args.int8:
+        return _int8_table(rows, args)
     table = Table(title="Kiln vs onnxruntime (1 thread), median latency")
     for col in ("model", "kiln ms", "onnxruntime ms", "ratio", "GFLOP/s", "max error / scale"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -211,6 +238,30 @@ def _bench_suite(args) -> int:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)
     return 0 if all(r.get("ok", True) for r in rows) else 1
+
+
+def _int8_table(rows, args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="Kiln int8 vs onnxruntime int8 (quantize_static QDQ, 1 thread), median latency")
+    for col in ("model", "kiln int8 ms", "onnxruntime int8 ms", "ratio", "kiln float32 ms", "int8 speed-up",
+                "weights int8 / float32"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", "-", "-", r["error"][:60])
+        elif "kiln_int8_ms" in r:
+            table.add_row(r["model"], f"{r['kiln_int8_ms']:.3f}", f"{r['ort_int8_ms']:.3f}", f"{r['ratio']:.2f}",
+                          f"{r['kiln_float_ms']:.3f}", f"{r['int8_speedup']:.2f}",
+                          f"{r['weight_bytes']:,} / {r['float_weight_bytes']:,}")
+        else:
+            table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"{r['int8_speedup']:.2f}",
+                          f"slower on {r['slower']} of {r['timed']}")
+    Console().print(table)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
 
 
 def cmd_inspect(args) -> int:
