@@ -56,8 +56,9 @@ def activation_ranges(calibration, names, method: str = "minmax", percentile: fl
                 counts, edges[name] = np.histogram(np.abs(arr) if method == "percentile" else arr,
                                                    bins, range=outer[name])
                 hists[name] = hists.get(name, 0) + counts
-        pick = _percentile_threshold if method == "percentile" else _entropy_threshold
-        found = {n: _clip(pick(hists[n], edges[n], percentile), stats[n]) for n in names}
+        pick = (lambda h, e: _percentile_threshold(h, e, percentile)) if method == "percentile" \
+            else _entropy_threshold
+        found = {n: _clip(pick(hists[n], edges[n]), stats[n]) for n in names}
     return {n: (min(float(lo), 0.0), max(float(hi), 0.0)) for n, (lo, hi) in found.items()}
 
 
@@ -83,7 +84,7 @@ def _percentile_threshold(hist, edges, percentile):
     return -threshold, threshold
 
 
-def _entropy_threshold(hist, edges, _percentile):
+def _entropy_threshold(hist, edges):
     """The window (edges[z - i], edges[z + i + 1]) with the least KL divergence between its
     distribution p (outliers folded into the end bins) and p merged into ENTROPY_LEVELS levels."""
     n, levels = hist.size, ENTROPY_LEVELS
