@@ -255,9 +255,10 @@ def _accuracy(compiled, x, y):
     return float(np.mean([runner(x[i:i + 1])[0].argmax() == y[i] for i in range(len(x))]))
 
 
-def test_digits_int8_keeps_accuracy_within_one_point():
+@pytest.mark.parametrize("method", ["minmax", "percentile", "entropy"])
+def test_digits_int8_keeps_accuracy_within_one_point(method):
     d, cal = np.load(DIGITS / "digits_test.npz"), np.load(DIGITS / "digits_calibration.npz")
-    compiled = codegen.compile(DIGITS / "digits.onnx", calibration=DIGITS / "digits_calibration.npz", int8="minmax")
+    compiled = codegen.compile(DIGITS / "digits.onnx", calibration=DIGITS / "digits_calibration.npz", int8=method)
     assert pass_log(compiled, "quantize")[0].endswith("0 stay float")
     float_acc = _accuracy(codegen.compile(DIGITS / "digits.onnx"), d["x"], d["y"])
     assert _accuracy(compiled, d["x"], d["y"]) >= float_acc - 0.01

@@ -41,6 +41,8 @@ def _quantize(graph: Graph, o: dict):
         names = [n for n, v in graph.values.items() if not v.is_const and v.dtype == "float32"
                  and calibration.get(n) is not None]
         ranges = activation_ranges(calibration, names, method=o["int8"], percentile=o.get("percentile", 99.99))
+        # the model's outputs keep their whole range: clipping them is output error by design
+        ranges.update(activation_ranges(calibration, [n for n in graph.outputs if n in ranges], method="minmax"))
         for name, (lo, hi) in ranges.items():
             qparams.setdefault(name, activation_qparams(lo, hi))
     return quantize(graph, qparams, graph.quant)
