@@ -110,7 +110,7 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
 
 # ---- int8: `kiln bench --int8` -------------------------------------------------------------------
 
-def quantize_with_onnxruntime(proto, samples, input_names) :
+def quantize_with_onnxruntime(proto, samples, input_names):
     """The model as onnxruntime's quantize_static writes it: QDQ, int8 activations and weights,
     weights per channel, calibrated on `samples` (min/max)."""
     import os
