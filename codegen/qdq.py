@@ -156,7 +156,8 @@ def expand_qoperators(proto) -> bool:
     """Rewrite, in place, the QOperator nodes of a quantised model (inputs quantised in the graph)
     as DequantizeLinear -> float op -> QuantizeLinear, and ops that pass an int8 tensor through
     (MaxPool, Flatten, ...) likewise with its parameters, so that absorb() sees a QDQ model.
-    QLinearConv / QLinearMatMul reading a graph input stay as they are (their own kernels)."""
+    QLinearConv / QLinearMatMul reading a graph input stay as they are (their own kernels, exact
+    as onnx's reference); onnxruntime's own ops (com.microsoft) are always expanded."""
     import onnx
     graph = proto.graph
     scales: dict[str, tuple[str, str]] = {}       # int8 tensor made in the graph -> (scale, zero point)
@@ -167,7 +168,7 @@ def expand_qoperators(proto) -> bool:
         expand = QOPERATORS.get(node.op_type)
         if node.op_type == "QuantizeLinear" and len(ins) >= 2 and ins[1] in w.inits:
             scales[node.output[0]] = (ins[1], ins[2] if len(ins) > 2 else "")
-        elif expand and ins and ins[0 if node.op_type != "QLinearConcat" else 2] in scales:
+        elif expand and ins and (node.domain == "com.microsoft" or ins[0] in scales):
             inputs, ys, yz, op, extra = expand(node.op_type, w, node)
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute if a.name not in DROPPED_ATTRS}
             out = node.output[0]

@@ -203,6 +203,8 @@ def test_concat_requantises_inputs_of_other_scales():
 @pytest.mark.parametrize("op,attrs,shape", [
     ("AveragePool", dict(kernel_shape=[2, 2], strides=[2, 2]), (1, 3, 3, 3)),
     ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1), (1, 3, 6, 6)),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 0, 2, 1], strides=[2, 1]), (1, 3, 4, 5)),
+    ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2], ceil_mode=1), (1, 3, 4, 4)),
     ("GlobalAveragePool", {}, (1, 3, 1, 1)),
     ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), (1, 3, 3, 3)),
     ("GlobalMaxPool", {}, (1, 3, 1, 1)),
@@ -218,6 +220,13 @@ def test_functions_by_table(op):
     _check(m, ["KilnLUT"])
 
 
+@pytest.mark.parametrize("axis,shape", [(-1, (2, 3, 10)), (1, (2, 5, 3, 3))])
+def test_softmax(axis, shape):
+    nodes = [helper.make_node("Mul", ["x", "k"], ["t"], name="scale"),
+             helper.make_node("Softmax", ["t"], ["y"], name="softmax", axis=axis)]
+    _check(model(nodes, [("x", shape)], [("y", shape)], {"k": np.float32(3.0)}), ["KilnQSoftmax"])
+
+
 def test_views_keep_their_input_parameters():
     nodes = [helper.make_node("Transpose", ["x"], ["t"], name="tr", perm=[0, 2, 3, 1]),
              helper.make_node("Reshape", ["t", "shape"], ["r"], name="rs"),
@@ -230,12 +239,12 @@ def test_views_keep_their_input_parameters():
 
 def test_a_layer_without_an_integer_kernel_stays_float_between_quantize_and_dequantize():
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
-             helper.make_node("Softmax", ["c"], ["s"], name="softmax", axis=1),
+             helper.make_node("LpNormalization", ["c"], ["s"], name="norm", axis=1),
              helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")]
     m = model(nodes, [("x", (1, 3, 5, 5))], [("y", (1, 2, 5, 5))],
               {"w": _w(4, 3, 1, 1), "b": _w(4), "w2": _w(2, 4, 1, 1), "b2": _w(2)})
-    compiled = _check(m, ["KilnQConv", "DequantizeLinear", "Softmax", "QuantizeLinear"], float_ok=1)
-    assert any("'softmax' (Softmax)" in line for line in pass_log(compiled, "quantize"))
+    compiled = _check(m, ["KilnQConv", "DequantizeLinear", "LpNormalization", "QuantizeLinear"], float_ok=1)
+    assert any("'norm' (LpNormalization)" in line for line in pass_log(compiled, "quantize"))
 
 
 def test_the_check_fails_when_a_kernel_disagrees_with_its_model(monkeypatch):

@@ -70,7 +70,8 @@ def _int8_net():
              helper.make_node("Add", ["m", "r"], ["a"]), helper.make_node("Concat", ["a", "s"], ["cat"], axis=1),
              helper.make_node("MaxPool", ["cat"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("GlobalAveragePool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
-             helper.make_node("Slice", ["f", "st", "en", "ax"], ["f4"]), helper.make_node("MatMul", ["f4", "wf"], ["y"])]
+             helper.make_node("Slice", ["f", "st", "en", "ax"], ["f4"]), helper.make_node("MatMul", ["f4", "wf"], ["mm"]),
+             helper.make_node("Softmax", ["mm"], ["y"])]
     w.update(st=np.array([0]), en=np.array([4]), ax=np.array([1]))
     m = model(nodes, [("x", (1, 3, 6, 6))], [("y", (1, 5))],
               {k: v.astype(np.int64 if k in ("st", "en", "ax") else np.float32) for k, v in w.items()})

@@ -11,6 +11,7 @@ arithmetic in numpy, which the C must match bit for bit (tests/test_int8.py chec
     KilnRequant   requant(X - zx): a tensor moved onto other quantisation parameters
     KilnLUT       Y = table[X]: any elementwise function of one int8 operand, tabulated at compile time
     KilnQAvgPool  requant(sum of (X - zx) over the window): windows of one size
+    KilnQSoftmax  exp(x - max) from a table, normalised by an integer division, requantised
     (MaxPool, Concat, Reshape, Transpose, ... run on int8 tensors as they are.)
 
 Attributes (all compile-time numbers): x_zp / a_zp / b_zp / y_zp zero points; lo, hi the output
@@ -199,14 +200,18 @@ def lut_ref(attrs, X):
 # ---- average pooling -------------------------------------------------------------------------------
 
 @op("KilnQAvgPool")
-def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads):
-    """Windows that all hold prod(kernel_shape) elements (no padding, or padding counted)."""
+def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads, counted=0):
+    """scale: x_scale / y_scale; the sum is divided by the window's size, or (counted) by the
+    number of its elements inside the input -- one multiplier per count."""
     from .pool import _pool
     (Y,) = outs
     n = len(kernel_shape)
     kernel = _pool("avg", X, Y, kernel_shape, strides, [1] * n, pads[:n], pads[n:], 0)
-    kernel.params.update(integer=dict(T=_ctype(X), zp=x_zp, finish=_finish(Y, "0", y_zp, lo, hi)))
-    kernel.consts.update(_requant_consts([scale]))
+    size = int(np.prod(kernel_shape))
+    counts = np.arange(1, size + 1) if counted else np.array([size])
+    kernel.params.update(integer=dict(T=_ctype(X), zp=x_zp, counted=bool(counted),
+                                      finish=_finish(Y, "count - 1" if counted else "0", y_zp, lo, hi)))
+    kernel.consts.update(_requant_consts(scale / counts))
     kernel.epilogue_modes = None
     return kernel
 
@@ -215,12 +220,50 @@ def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads
 def qavg_pool_ref(attrs, X):
     k, s, p = attrs["kernel_shape"], attrs["strides"], attrs["pads"]
     n = len(k)
-    x = np.pad(X.astype(np.int64) - attrs["x_zp"], [(0, 0), (0, 0)] + [(p[d], p[n + d]) for d in range(n)])
+    widths = [(0, 0), (0, 0)] + [(p[d], p[n + d]) for d in range(n)]
+    x = np.pad(X.astype(np.int64) - attrs["x_zp"], widths)
+    inside = np.pad(np.ones(X.shape[2:], np.int64), widths[2:])
     out_sizes = [(x.shape[2 + d] - k[d]) // s[d] + 1 for d in range(n)]
     acc = np.zeros(X.shape[:2] + tuple(out_sizes), np.int64)
+    count = np.zeros(out_sizes, np.int64)
     for tap in np.ndindex(*k):
-        acc += x[(slice(None), slice(None)) + tuple(slice(t, t + (o - 1) * st + 1, st)
-                                                    for t, o, st in zip(tap, out_sizes, s))]
-    m, sh = quant.multiplier([attrs["scale"]])
+        window = tuple(slice(t, t + (o - 1) * st + 1, st) for t, o, st in zip(tap, out_sizes, s))
+        acc += x[(slice(None), slice(None)) + window]
+        count += inside[window]
+    if not attrs.get("counted"):
+        count[...] = int(np.prod(k))
+    m, sh = quant.multiplier(attrs["scale"] / count)
     return quant.requant(acc.astype(np.int32), m, sh, attrs["y_zp"], attrs["lo"], attrs["hi"])
 
+
+# ---- softmax: exp by table, the normalisation by one integer division ----------------------------
+
+EXP_BITS = 22       # exp table entries are exp(-d * x_scale) in Q22: a row of up to 2^41 elements sums in 64 bits
+
+
+def _exp_table(x_scale: float) -> np.ndarray:
+    return np.rint(np.exp(-np.arange(256) * float(x_scale)) * 2.0 ** EXP_BITS).astype(np.uint32)
+
+
+@op("KilnQSoftmax")
+def qsoftmax(outs, X, *, axis, x_scale, y_scale, y_zp, lo, hi):
+    """y = requant(2^30 * E[max - x] / sum of E over the row), E = exp table of the input step: the
+    probability in Q30, then onto the output's scale."""
+    (Y,) = outs
+    axis = axis % len(X.shape)
+    n = X.shape[axis]
+    inner = int(np.prod(X.shape[axis + 1:], dtype=np.int64))
+    m, s = quant.multiplier(2.0 ** -30 / y_scale)
+    return Kernel("qsoftmax", {"X": X}, {"Y": Y}, consts={"E": _exp_table(x_scale)},
+                  params=dict(outer=X.size // max(1, n * inner), n=n, inner=inner, T=_ctype(Y), TX=_ctype(X),
+                              lowest=int(np.iinfo(X.dtype).min), m=int(m[0]), s=int(s[0]), zp=y_zp, lo=lo, hi=hi),
+                  macs=2 * X.size, math="Y = requant(2^30 * E[max - X] / sum E[max - X]) along the axis, E = exp table")
+
+
+@reference("KilnQSoftmax")
+def qsoftmax_ref(attrs, X):
+    x = np.moveaxis(X.astype(np.int64), attrs["axis"], -1)
+    e = _exp_table(attrs["x_scale"])[x.max(axis=-1, keepdims=True) - x].astype(np.uint64)
+    p = ((e << np.uint64(30)) // e.sum(axis=-1, keepdims=True, dtype=np.uint64)).astype(np.int64)
+    m, s = quant.multiplier(2.0 ** -30 / attrs["y_scale"])
+    return np.moveaxis(quant.requant(p, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"]), -1, attrs["axis"])

@@ -9,6 +9,7 @@ nodes of ops/qint.py where it can:
                                                   folded into the output clamp
     Add, Mul                                   -> KilnQAdd, KilnQMul (a following Relu / Clip too)
     AveragePool, GlobalAveragePool             -> KilnQAvgPool
+    Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
     Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
     MaxPool, Reshape, Transpose, Flatten, ...  -> the same op on int8 (parameters pass through)
@@ -158,6 +159,8 @@ class _Rewriter:
             return self.avg_pool(node)
         if node.op == "Concat":
             return self.concat(node)
+        if node.op == "Softmax":
+            return self.softmax(node)
         if node.op in VIEWS:
             return self.view(node)
         if node.op in TABULATED:
@@ -251,10 +254,14 @@ class _Rewriter:
             kernel, strides, pads = list(x.shape[2:]), [1] * n, [0] * 2 * n
         else:
             a = node.attrs
-            if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or a.get("ceil_mode", 0) or \
-                    (any(a.get("pads", [0])) and not a.get("count_include_pad", 0)) or any(d != 1 for d in a.get("dilations", [1])):
-                return "an average over windows of different sizes"
+            if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or any(d != 1 for d in a.get("dilations", [1])) \
+                    or (a.get("ceil_mode", 0) and a.get("count_include_pad", 0)):
+                return "auto_pad, dilations, or ceil_mode with count_include_pad"
             kernel, strides, pads = list(a["kernel_shape"]), list(a.get("strides", [1] * n)), list(a.get("pads", [0] * 2 * n))
+            y = self.g.values[node.outputs[0]].shape[2:]     # ceil_mode: windows past the end hold fewer
+            pads = pads[:n] + [max(pads[n + d], (y[d] - 1) * strides[d] + kernel[d] - x.shape[2 + d] - pads[d])
+                               for d in range(n)]
+        counted = int(any(pads) and not node.attrs.get("count_include_pad", 0))
         out = self._output(node)
         xq, xqp = self._input(node.inputs[0])
         if out is None or xq is None:
@@ -262,7 +269,7 @@ class _Rewriter:
         out_name, absorbed, yqp, (lo, hi) = out
         yq = self.new_int(out_name, yqp)
         self.emit("KilnQAvgPool", node.name, [xq], [yq],
-                  dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / (yqp.s * int(np.prod(kernel))),
+                  dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / yqp.s, counted=counted,
                        kernel_shape=kernel, strides=strides, pads=pads),
                   node.sources + [s for a in absorbed for s in a.sources])
         self.absorbed |= {a.name for a in absorbed}
@@ -287,6 +294,17 @@ class _Rewriter:
         inputs = [self.requantised(i, yqp) for i in node.inputs]
         yq = self.new_int(node.outputs[0], yqp)
         self.emit("Concat", node.name, inputs, [yq], node.attrs, node.sources)
+        return None
+
+    def softmax(self, node: Node) -> str | None:
+        xq, xqp = self._input(node.inputs[0])
+        yqp = self.qparams.get(node.outputs[0])
+        if xq is None or yqp is None:
+            return "an input or output has no quantisation parameters"
+        yq = self.new_int(node.outputs[0], yqp)
+        self.emit("KilnQSoftmax", node.name, [xq], [yq],
+                  dict(axis=node.attrs.get("axis", -1), x_scale=xqp.s, y_scale=yqp.s, y_zp=yqp.zp, lo=yqp.qmin,
+                       hi=yqp.qmax), node.sources)
         return None
 
     def view(self, node: Node) -> str | None:
