@@ -179,6 +179,18 @@ def test_matmul(form):
     _check(m, ["KilnQMatMul"])
 
 
+def test_product_of_two_run_time_tensors():
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["y"], name="qk")]
+    _check(model(nodes, [("q", (2, 5, 8)), ("k", (2, 6, 8))], [("y", (2, 5, 6))]), ["KilnQBatchMatMul"])
+
+
+def test_spatial_mean_is_an_average_pool():
+    m = model([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=1)],
+              [("x", (1, 4, 5, 3))], [("y", (1, 4, 1, 1))], {"axes": np.array([2, 3], np.int64)}, opset=18)
+    _check(m, ["KilnQAvgPool"])
+
+
 @pytest.mark.parametrize("op", ["Add", "Mul"])
 @pytest.mark.parametrize("b_shape", [(1, 4, 5, 5), (1, 4, 1, 1), (5,), "constant"])
 def test_binary(op, b_shape):

@@ -8,7 +8,8 @@ nodes of ops/qint.py where it can:
     Conv / Gemm / MatMul (constant weights)   -> KilnQConv / KilnQMatMul, a following Relu or Clip
                                                   folded into the output clamp
     Add, Mul                                   -> KilnQAdd, KilnQMul (a following Relu / Clip too)
-    AveragePool, GlobalAveragePool             -> KilnQAvgPool
+    MatMul of two run-time tensors             -> KilnQBatchMatMul (attention)
+    AveragePool, GlobalAveragePool, ReduceMean -> KilnQAvgPool (ReduceMean: over the spatial axes)
     Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
     Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
@@ -155,7 +156,7 @@ class _Rewriter:
             return self.weighted(node)
         if node.op in ("Add", "Mul"):
             return self.binary(node)
-        if node.op in ("AveragePool", "GlobalAveragePool"):
+        if node.op in ("AveragePool", "GlobalAveragePool") or node.op == "ReduceMean" and self._spatial_mean(node):
             return self.avg_pool(node)
         if node.op == "Concat":
             return self.concat(node)
@@ -182,6 +183,8 @@ class _Rewriter:
         g = self.g
         w = g.value(node.inputs[1])
         b = g.value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if node.op == "MatMul" and w is not None and not w.is_const:
+            return self.batch_matmul(node)
         if w is None or not w.is_const or (b is not None and not b.is_const):
             return "its weights are not constants"
         x = g.values[node.inputs[0]]
@@ -229,6 +232,22 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def batch_matmul(self, node: Node) -> str | None:
+        """MatMul of two run-time tensors: per-tensor parameters on both sides."""
+        if any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
+            return "not two float operands"
+        out = self._output(node)
+        (aq, aqp), (bq, bqp) = self._input(node.inputs[0]), self._input(node.inputs[1])
+        if out is None or aq is None or bq is None:
+            return "an input or output has no quantisation parameters"
+        out_name, absorbed, yqp, (lo, hi) = out
+        yq = self.new_int(out_name, yqp)
+        self.emit("KilnQBatchMatMul", node.name, [aq, bq], [yq],
+                  dict(a_zp=aqp.zp, b_zp=bqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=[aqp.s * bqp.s / yqp.s]),
+                  node.sources + [s for a in absorbed for s in a.sources])
+        self.absorbed |= {a.name for a in absorbed}
+        return None
+
     def binary(self, node: Node) -> str | None:
         if len(node.inputs) != 2 or any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
             return "not two float operands"
@@ -247,10 +266,21 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def _spatial_mean(self, node: Node) -> bool:
+        """ReduceMean over every axis after the channels, dims kept: a global average pool."""
+        x = self.g.values[node.inputs[0]]
+        axes = node.attrs.get("axes")
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            v = self.g.values[node.inputs[1]]
+            axes = v.const.tolist() if v.is_const else None
+        rank = len(x.shape)
+        return axes is not None and rank >= 3 and sorted(a % rank for a in axes) == list(range(2, rank)) \
+            and node.attrs.get("keepdims", 1) == 1
+
     def avg_pool(self, node: Node) -> str | None:
         x = self.g.values[node.inputs[0]]
         n = len(x.shape) - 2
-        if node.op == "GlobalAveragePool":
+        if node.op in ("GlobalAveragePool", "ReduceMean"):
             kernel, strides, pads = list(x.shape[2:]), [1] * n, [0] * 2 * n
         else:
             a = node.attrs
