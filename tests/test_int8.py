@@ -185,9 +185,11 @@ def test_product_of_two_run_time_tensors():
     _check(model(nodes, [("q", (2, 5, 8)), ("k", (2, 6, 8))], [("y", (2, 5, 6))]), ["KilnQBatchMatMul"])
 
 
-def test_spatial_mean_is_an_average_pool():
-    m = model([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=1)],
-              [("x", (1, 4, 5, 3))], [("y", (1, 4, 1, 1))], {"axes": np.array([2, 3], np.int64)}, opset=18)
+@pytest.mark.parametrize("keepdims", [1, 0])
+def test_spatial_mean_is_an_average_pool(keepdims):
+    m = model([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=keepdims)],
+              [("x", (1, 4, 5, 3))], [("y", (1, 4, 1, 1) if keepdims else (1, 4))],
+              {"axes": np.array([2, 3], np.int64)}, opset=18)
     _check(m, ["KilnQAvgPool"])
 
 

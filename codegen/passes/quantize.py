@@ -267,15 +267,14 @@ class _Rewriter:
         return None
 
     def _spatial_mean(self, node: Node) -> bool:
-        """ReduceMean over every axis after the channels, dims kept: a global average pool."""
+        """ReduceMean over every axis after the channels: a global average pool (and a reshape)."""
         x = self.g.values[node.inputs[0]]
         axes = node.attrs.get("axes")
         if axes is None and len(node.inputs) > 1 and node.inputs[1]:
             v = self.g.values[node.inputs[1]]
             axes = v.const.tolist() if v.is_const else None
         rank = len(x.shape)
-        return axes is not None and rank >= 3 and sorted(a % rank for a in axes) == list(range(2, rank)) \
-            and node.attrs.get("keepdims", 1) == 1
+        return axes is not None and rank >= 3 and sorted(a % rank for a in axes) == list(range(2, rank))
 
     def avg_pool(self, node: Node) -> str | None:
         x = self.g.values[node.inputs[0]]
@@ -298,10 +297,18 @@ class _Rewriter:
             return "an input or output has no quantisation parameters"
         out_name, absorbed, yqp, (lo, hi) = out
         yq = self.new_int(out_name, yqp)
-        self.emit("KilnQAvgPool", node.name, [xq], [yq],
+        pooled_shape = tuple(x.shape[:2]) + (1,) * n
+        pooled = yq
+        if node.op == "ReduceMean" and tuple(self.g.values[out_name].shape) != pooled_shape:   # keepdims=0
+            pooled = self._unique(f"{yq}__pooled")
+            self.g.values[pooled] = Value(pooled, pooled_shape, yqp.dtype)
+        self.emit("KilnQAvgPool", node.name, [xq], [pooled],
                   dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / yqp.s, counted=counted,
                        kernel_shape=kernel, strides=strides, pads=pads),
                   node.sources + [s for a in absorbed for s in a.sources])
+        if pooled != yq:
+            shape = self.const(f"{out_name}__shape", np.array(self.g.values[out_name].shape, np.int64))
+            self.emit("Reshape", f"{node.name}_squeeze", [pooled, shape], [yq])
         self.absorbed |= {a.name for a in absorbed}
         return None
 
