@@ -118,7 +118,8 @@ class _Rewriter:
         """(the name the layer's output takes, nodes absorbed, Relu/Clip bounds in float)."""
         out = node.outputs[0]
         users = self.users.get(out, [])
-        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS:
+        # an imported model that quantises the layer's output itself rounds there: so must we
+        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS or out in self.weights:
             return out, [], (None, None)
         act = users[0]
         lo, hi = (0.0, None) if act.op == "Relu" else self._clip_bounds(act)
