@@ -7,7 +7,6 @@ and Loop bodies, and apart from the reference runners in verify.py, which execut
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
