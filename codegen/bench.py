@@ -37,6 +37,48 @@ def bench(compiled, proto, arrays=None, runs: int = 0, budget_s: float = 4.0, cf
                 ratio=kiln_ms / ref_ms, gflops=2 * macs / (kiln_ms * 1e6) if kiln_ms else 0.0, macs=macs)
 
 
+# ---- per layer: `kiln bench --layers` ---------------------------------------------------------------
+
+def layer_times(compiled, cflags=None, arrays=None, runs: int = 0, budget_s: float = 2.0):
+    """(every layer's median time in ms, the whole model's median ms, runs) from the profiling
+    build, each profiled run alternating with a run of the shipped build (the whole-model time)."""
+    runner, profiled = compiled.build(cflags), compiled.build_profiled(cflags)
+    arrays = arrays or random_inputs(runner.inputs)
+    for _ in range(2):                                  # warm both up
+        runner(*arrays)
+        profiled.run_profiled(*arrays)
+    if not runs:
+        t0 = time.perf_counter()
+        runner(*arrays)
+        profiled.run_profiled(*arrays)
+        runs = int(min(200, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+    layers, whole = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        runner(*arrays)
+        whole.append(time.perf_counter() - t0)
+        layers.append(profiled.run_profiled(*arrays))
+    return np.median(layers, axis=0), 1e3 * float(np.median(whole)), runs
+
+
+def layers(compiled, arrays=None, runs: int = 0, cflags=None, peak_gflops=None, budget_s: float = 4.0) -> dict:
+    """The per-layer table: each layer's median ms, share, GFLOP/s and share of the core's peak."""
+    from .peak import peak
+    ms, whole_ms, runs = layer_times(compiled, cflags, arrays, runs, budget_s)
+    top = peak(cflags, peak_gflops)
+    total = float(ms.sum())
+    rows = []
+    for layer, t in zip(compiled.report["layers"], map(float, ms)):
+        out = layer["outputs"][0]["shape"] if layer["outputs"] else []
+        gflops = 2 * layer["macs"] / (t * 1e6) if t > 0 else 0.0
+        rows.append(dict(step=layer["step"], name=layer["name"], ops=layer["ops"], kernel=layer["code"],
+                         tactic=compiled.kernels[layer["name"]].tactic, shape=out, macs=layer["macs"], ms=t,
+                         percent=100 * t / total if total else 0.0, gflops=gflops,
+                         percent_peak=100 * gflops / top["gflops"]))
+    return dict(model=compiled.name, runs=runs, layers=rows, layers_ms=total, model_ms=whole_ms,
+                peak_gflops=top["gflops"], peak_assumed=top["assumed"])
+
+
 # ---- the benchmark suite: `kiln bench --suite` ------------------------------------------------------
 
 LIGHT_ZOO = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",

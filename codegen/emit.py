@@ -115,7 +115,10 @@ def _env() -> jinja2.Environment:
 WEIGHT_ENCODINGS = ("string", "hex")
 
 
-def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False) -> Sources:
+def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False,
+         profile: bool = False) -> Sources:
+    """probes: also NAME_run_probed, which copies out every layer's output; profile: NAME_run calls
+    kiln_profile_mark(i) as layer i starts (see runtime_c/kiln_profile.c)."""
     env = _env()
     name = graph.name
     weights = _Weights()
@@ -183,7 +186,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         opset=graph.opset, options=c_comment(str(sorted(options.items()))), layers=layers,
         arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound, weight_bytes=weights.size,
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
-        probes=probes,
+        probes=probes, profile=profile,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
         runtime=(RUNTIME_C / "kiln_runtime.h").read_text() + used_helpers("".join(la["body"] for la in layers)),
     )
