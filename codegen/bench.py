@@ -110,8 +110,10 @@ def suite_paths(models_dir, only=None) -> dict:
     return paths
 
 
-def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None) -> list[dict]:
-    """Compile, check and time every suite model; one row each (an error row where a model fails)."""
+def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None, per_layer: bool = False,
+              peak_gflops=None) -> list[dict]:
+    """Compile, check and time every suite model; one row each (an error row where a model fails),
+    with its per-layer table (see layers()) under "layers" when asked."""
     import onnx
 
     import codegen
@@ -132,6 +134,9 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
             want = Reference(proto)({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
             errors = [compare(n, g, w) for g, (n, w) in zip(runner(*arrays), want.items())]
             row.update(model=name, ok=all(e.ok for e in errors), max_rel_error=max(e.max_rel for e in errors))
+            if per_layer:
+                row["layers"] = layers(compiled, arrays, cflags=cflags, peak_gflops=peak_gflops,
+                                       budget_s=budget_s)
         except codegen.KilnError as err:
             row = dict(model=name, error=str(err).splitlines()[0])
         rows.append(row)

@@ -58,8 +58,8 @@ class CompiledModel:
 
     @property
     def tactics(self) -> dict:
-        """{layer: {"chosen": tactic, "candidates": [...], "ms": {tactic: ms} when tuned}} for every
-        layer with several kernels; replayable by compile(tactics=...)."""
+        """{layer: {"chosen": tactic, "candidates": [default, ...], "ms": {tactic: ms} when tuned}} for
+        every layer with several kernels; replayable by compile(tactics=...)."""
         return {name: dict(chosen=k.tactic, candidates=list(k.tactics),
                            **({"ms": self.tactic_ms[name]} if name in self.tactic_ms else {}))
                 for name, k in self.kernels.items() if k.tactic}

@@ -1,8 +1,8 @@
 """Tactic selection (`kiln compile --tune`), in the spirit of TensorRT: where a layer has several
 correct kernels (its tactics, see codegen.ops.Tactics), time each on this machine and keep the fastest.
 
-Build i uses every layer's i-th tactic (a layer with fewer keeps its default), so k builds time
-all of them, k being the most tactics any layer has; each build is the profiling build of
+Build i uses every layer's i-th tactic (a layer with fewer keeps its default; build 0 is the
+default build), so k builds time all of them, k being the most tactics any layer has; each build is the profiling build of
 `kiln bench --layers`, and a layer's time is its median over the runs. A layer's time depends a
 little on what ran before it (caches), which differs between builds: the choice is per layer,
 greedy. The choices and their times go into the report (NAME.json "tactics"), and
@@ -60,7 +60,7 @@ def tune(model, cflags=None, measure=None, progress=None, **options):
         times = measure(trial, cflags)
         step = {node.name: s for s, node in enumerate(trial.graph.nodes)}
         for layer, tactic in pick.items():
-            ms[layer][tactic] = float(times[step[layer]])
+            ms[layer][tactic] = round(float(times[step[layer]]), 6)     # ms to the ns
     chosen = {layer: min(times, key=times.get) for layer, times in ms.items()}
     tuned = compile(model, tactics=chosen, **options)
     tuned.tactic_ms = ms

@@ -46,7 +46,7 @@ class Kernel:
     cases: list[tuple[str, dict]] = field(default_factory=list)
     fails: bool = False             # the template itself returns 1 when a parameter it reads is invalid
     tactic: str | None = None       # the tactic this kernel is, where the node had several
-    tactics: tuple[str, ...] = ()   # all the node's tactics (candidates), in the lowering's order
+    tactics: tuple[str, ...] = ()   # all the node's tactics (candidates), its default first
 
 
 @dataclass
@@ -58,7 +58,8 @@ class Tactics:
     def pick(self, name: str | None) -> Kernel:
         name = name or self.default
         kernel = self.candidates[name]()
-        kernel.tactic, kernel.tactics = name, tuple(self.candidates)
+        kernel.tactic = name
+        kernel.tactics = (self.default, *(n for n in self.candidates if n != self.default))
         return kernel
 
 
