@@ -219,8 +219,9 @@ def _print_layers(r: dict, top: int = 0) -> None:
                       f"{row['gflops']:.1f}" if row["macs"] else "", f"{row['percent_peak']:.1f}" if row["macs"] else "")
     console = Console()
     console.print(table)
-    console.print(f"sum of the layers {r['layers_ms']:.3f} ms, whole model {r['model_ms']:.3f} ms (the shipped build); "
-                  f"peak {r['peak_gflops']:.1f} GFLOP/s per core = {r['peak_assumed']}")
+    console.print(f"sum of the layers {r['layers_ms']:.3f} ms; whole model {r['model_ms']:.3f} ms (the shipped build, "
+                  "with the call from Python)")
+    console.print(f"peak {r['peak_gflops']:.1f} GFLOP/s per core: {r['peak_assumed']}")
 
 
 def _bench_suite(args) -> int:

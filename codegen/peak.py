@@ -40,7 +40,7 @@ def _ghz() -> tuple[float, str]:
 def peak(cflags=None, gflops: float | None = None) -> dict:
     """{"gflops": peak GFLOP/s of one core, "assumed": how it was worked out}."""
     if gflops is not None:
-        return dict(gflops=float(gflops), assumed="--peak-gflops")
+        return dict(gflops=float(gflops), assumed="given with --peak-gflops")
     macros = _macros(cflags)
     lanes, isa = (16, "AVX-512") if "__AVX512F__" in macros else (8, "AVX2") if "__AVX2__" in macros \
         else (4, "128-bit vectors")

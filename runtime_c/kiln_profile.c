@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 199309L
 #include <time.h>
 
+extern long long kiln_profile_ns[KILN_PROFILE_MARKS];
 long long kiln_profile_ns[KILN_PROFILE_MARKS];
 
 void kiln_profile_mark(int layer);

@@ -55,11 +55,14 @@ class Tactics:
     default: str
     candidates: dict[str, Callable[[], Kernel]]
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.default, *(n for n in self.candidates if n != self.default))
+
     def pick(self, name: str | None) -> Kernel:
         name = name or self.default
         kernel = self.candidates[name]()
-        kernel.tactic = name
-        kernel.tactics = (self.default, *(n for n in self.candidates if n != self.default))
+        kernel.tactic, kernel.tactics = name, self.names
         return kernel
 
 
@@ -109,8 +112,8 @@ def lower_node(graph: Graph, node: Node, tactic: str | None = None) -> Kernel:
     kernel = opdef.lower(outs, *ins, **node.attrs)
     if isinstance(kernel, Tactics):
         if tactic is not None and tactic not in kernel.candidates:
-            raise KilnError(f"tactic {tactic!r} is not one of layer {node.name!r}'s: "
-                            f"{', '.join(kernel.candidates)}.")
+            raise KilnError(f"layer {node.name!r} has no tactic {tactic!r}; its tactics are "
+                            f"{', '.join(kernel.names)} (the first is the default).")
         kernel = kernel.pick(tactic)
     elif tactic is not None:
         raise KilnError(f"layer {node.name!r} ({node.op}) has one kernel only: no tactic to choose.")
