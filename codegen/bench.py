@@ -39,26 +39,29 @@ def bench(compiled, proto, arrays=None, runs: int = 0, budget_s: float = 4.0, cf
 
 # ---- per layer: `kiln bench --layers` ---------------------------------------------------------------
 
-def layer_times(compiled, cflags=None, arrays=None, runs: int = 0, budget_s: float = 2.0):
+def layer_times(compiled, cflags=None, arrays=None, runs: int = 0, budget_s: float = 2.0, shipped: bool = True):
     """(every layer's median time in ms, the whole model's median ms, runs) from the profiling
-    build, each profiled run alternating with a run of the shipped build (the whole-model time)."""
-    runner, profiled = compiled.build(cflags), compiled.build_profiled(cflags)
-    arrays = arrays or random_inputs(runner.inputs)
+    build; each profiled run alternates with a run of the shipped build, which gives the whole
+    model's time (None when not `shipped`: --tune needs the layers only)."""
+    profiled = compiled.build_profiled(cflags)
+    runner = compiled.build(cflags) if shipped else None
+    arrays = arrays or random_inputs(profiled.inputs)
+    whole_run = (lambda: runner(*arrays)) if shipped else (lambda: None)     # noqa: E731
     for _ in range(2):                                  # warm both up
-        runner(*arrays)
+        whole_run()
         profiled.run_profiled(*arrays)
     if not runs:
         t0 = time.perf_counter()
-        runner(*arrays)
+        whole_run()
         profiled.run_profiled(*arrays)
         runs = int(min(200, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
     layers, whole = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
-        runner(*arrays)
+        whole_run()
         whole.append(time.perf_counter() - t0)
         layers.append(profiled.run_profiled(*arrays))
-    return np.median(layers, axis=0), 1e3 * float(np.median(whole)), runs
+    return np.median(layers, axis=0), 1e3 * float(np.median(whole)) if shipped else None, runs
 
 
 def layers(compiled, arrays=None, runs: int = 0, cflags=None, peak_gflops=None, budget_s: float = 4.0) -> dict:

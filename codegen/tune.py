@@ -47,7 +47,7 @@ def tune(model, cflags=None, measure=None, progress=None, **options):
     progress(message) is told of each build."""
     from .bench import layer_times
     from .compiler import compile
-    measure = measure or (lambda compiled, flags: layer_times(compiled, flags)[0])
+    measure = measure or (lambda compiled, flags: layer_times(compiled, flags, shipped=False)[0])
     base = compile(model, **options)
     candidates = {layer: t["candidates"] for layer, t in base.tactics.items()}
     builds = max(map(len, candidates.values()), default=0)

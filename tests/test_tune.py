@@ -109,7 +109,7 @@ def test_the_default_tactics_replayed_give_the_same_c():
     assert codegen.compile(FIXTURES / "resnet_mini.onnx", tactics=defaults).sources.c == m.sources.c
 
 
-def _fake_times(compiled, cflags=None, arrays=None, runs=0, budget_s=0.0):
+def _fake_times(compiled, cflags=None, arrays=None, runs=0, budget_s=0.0, shipped=True):
     """A fixed timer: generic 3 ms, the largest tile fastest (its size back in the name), sparse 0.5 ms."""
     def ms(tactic):
         if tactic is None:
