@@ -116,9 +116,10 @@ WEIGHT_ENCODINGS = ("string", "hex")
 
 
 def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False,
-         context: bool = False) -> Sources | dict:
-    """The C source and header; `context`: the values the templates render instead (the CUDA
-    backend renders the same layers its own way)."""
+         profile: bool = False, context: bool = False) -> Sources | dict:
+    """probes: also NAME_run_probed, which copies out every layer's output; profile: NAME_run calls
+    kiln_profile_mark(i) as layer i starts (see runtime_c/kiln_profile.c); context: the values the
+    templates render instead of the C (the CUDA backend renders the same layers its own way)."""
     env = _env()
     name = graph.name
     weights = _Weights()
@@ -186,7 +187,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         opset=graph.opset, options=c_comment(str(sorted(options.items()))), layers=layers,
         arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound, weight_bytes=weights.size,
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
-        probes=probes,
+        probes=probes, profile=profile,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
         runtime=(RUNTIME_C / "kiln_runtime.h").read_text() + used_helpers("".join(la["body"] for la in layers)),
     )
