@@ -29,7 +29,16 @@ from .errors import BuildError, KilnError
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
 BLOCK = 256
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
-PARALLEL = {"elementwise", "conv_packed", "conv_depthwise", "gemm_packed"}
+PARALLEL = {"elementwise", "conv_packed", "conv_depthwise", "gemm_packed", "pool", "concat", "copy", "transpose"}
+
+
+def _parallel(kernel) -> bool:
+    """Whether the layer runs its CUDA kernel (else its C body on one thread)."""
+    if kernel.template not in PARALLEL or kernel.cases or kernel.fails:
+        return False
+    if kernel.template == "pool":     # float pools without MaxPool's indices
+        return not kernel.params["indices"] and not kernel.params.get("integer")
+    return True
 
 
 def nvcc() -> str | None:
@@ -81,7 +90,7 @@ def emit_cuda(compiled) -> CudaSources:
             continue
         kernel = layer["kernel"]
         args = [dict(a, expr=_device_expr(a["expr"])) for a in layer["args"]]
-        parallel = kernel.template in PARALLEL and not kernel.cases and not kernel.fails and not layer["fails"]
+        parallel = _parallel(kernel) and not layer["fails"]
         if parallel:
             body = env.get_template(f"{kernel.template}.cu.j2").render(
                 **kernel.params, idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)

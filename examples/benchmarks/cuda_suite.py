@@ -4,7 +4,7 @@
 
 Each model: Kiln compiles it, writes NAME.cu, builds it with nvcc (-O3 -arch=sm_90), runs it on the
 fixture's inputs (or seeded random ones) and compares with onnxruntime on the CPU; then times it
-(CUDA events, median of 50 runs after 5 warm-ups). --torchvision exports those torchvision
+(CUDA events, median of up to 50 runs, as many as fit ~2 s, after 3 warm-ups). --torchvision exports those torchvision
 architectures (seeded random weights) and also times PyTorch eager on the same GPU. One table last.
 """
 from __future__ import annotations
@@ -36,7 +36,8 @@ def kiln_cuda(path, arrays=None, runs=50):
     got = runner(*arrays)
     want = Reference(onnx.load(str(path)))({n: a for (n, _, _), a in zip(specs, arrays)})
     errors = [compare(n, g, w.reshape(g.shape)) for g, (n, w) in zip(got, want.items())]
-    ms = runner.time(runs + 5)[5:]
+    first = runner.time(3)[-1]                          # warm-up; then as many runs as fit ~2 s, 3..runs
+    ms = runner.time(int(min(runs, max(3, 2000 / max(first, 1e-3)))))
     launches = sum(1 for line in cuda.emit_cuda(compiled).cu.splitlines() if "<<<" in line)
     runner.close()
     return dict(ok=all(e.ok for e in errors), max_rel=max(e.max_rel for e in errors), ms=float(np.median(ms)),
@@ -65,9 +66,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("models", nargs="*")
     p.add_argument("--torchvision", default="")
+    p.add_argument("--light", default="", help="onnx light-zoo model names (light_<name>.onnx), comma-separated")
     args = p.parse_args()
     rows = []
-    for path in args.models:
+    import onnx.backend.test
+    light = Path(onnx.backend.test.__file__).parent / "data" / "light"
+    for path in list(args.models) + [light / f"light_{n}.onnx" for n in filter(None, args.light.split(","))]:
         path = Path(path)
         io = path.with_name(path.stem + "_io.npz")
         arrays = [np.load(io)["x"]] if io.is_file() else None
