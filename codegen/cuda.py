@@ -29,7 +29,8 @@ from .errors import BuildError, KilnError
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
 BLOCK = 256
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
-PARALLEL = {"elementwise", "conv_packed", "conv_depthwise", "gemm_packed", "pool", "concat", "copy", "transpose"}
+PARALLEL = {"elementwise", "conv", "conv_packed", "conv_depthwise", "gemm", "gemm_packed", "pool", "concat", "copy",
+            "transpose"}
 
 
 def _parallel(kernel) -> bool:
@@ -38,6 +39,8 @@ def _parallel(kernel) -> bool:
         return False
     if kernel.template == "pool":     # float pools without MaxPool's indices
         return not kernel.params["indices"] and not kernel.params.get("integer")
+    if kernel.template == "gemm":
+        return not kernel.params["sparse"]
     return True
 
 
