@@ -1,0 +1,185 @@
+"""Cortex-M targets: cross-compile the generated C with arm-none-eabi-gcc into the bare-metal
+harness of templates/embedded/, run it once under QEMU's mps2 boards (semihosting), and read back
+the outputs (as bytes, to compare bit for bit), the sizes, the stack high-water mark and the
+executed-instruction count of one inference."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..errors import BuildError, KilnError, RunError
+
+HARNESS = Path(__file__).resolve().parent.parent.parent / "templates" / "embedded"
+PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+
+
+@dataclass(frozen=True)
+class Core:
+    flags: tuple[str, ...]
+    board: str           # the QEMU machine that runs it
+    fpu: bool
+
+
+# QEMU 7.2 has no Cortex-M0+ board: ARMv6-M code runs unchanged on the M3 of mps2-an385, which has
+# the same memory map as the M4's mps2-an386 (the instruction count is that of the M0+ code).
+CORES = {
+    "cortex-m4": Core(("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"), "mps2-an386", True),
+    "cortex-m3": Core(("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), "mps2-an385", False),
+    "cortex-m0plus": Core(("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"), "mps2-an385", False),
+}
+# -std=c99 also keeps gcc from contracting a*b+c into an FMA (gnu99 would), as the host build does
+# with -ffp-contract=off.
+CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffunction-sections", "-fdata-sections")
+LDFLAGS = ("-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs")
+HOST_FLOAT_CFLAGS = ["-O2", "-ffp-contract=off"]     # the host build a float target build is compared with
+INSTRUCTIONS_PER_TICK = 40     # -icount shift=0: 1 ns per instruction; SysTick runs at 25 MHz
+TIMEOUT_S = 300
+
+
+def is_quantized(compiled) -> bool:
+    return bool(compiled.options.get("int8") or compiled.options.get("qdq"))
+
+
+def check_target(target: str, compiled) -> None:
+    """Refuse a float model on a core without an FPU: it would run in software floating point."""
+    if target in CORES and not CORES[target].fpu and not is_quantized(compiled):
+        raise KilnError(f"--target {target} has no FPU: Kiln builds only int8 models for it "
+                        "(add --int8 --calibration FILE.npz), or use --target cortex-m4.")
+
+
+def tools() -> dict[str, str]:
+    found = {t: shutil.which(t) for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm")}
+    missing = [t for t, path in found.items() if not path]
+    if missing:
+        raise KilnError(f"{', '.join(missing)} not found: install the Debian packages {PACKAGES} "
+                        f"(apt-get install --no-install-recommends {PACKAGES}).")
+    return found
+
+
+# ---- the harness ------------------------------------------------------------------------------------
+
+def _words(arr: np.ndarray) -> list[str]:
+    raw = np.ascontiguousarray(arr).tobytes()
+    raw += b"\0" * (-len(raw) % 4)
+    return [f"0x{w:08x}u" for w in np.frombuffer(raw, "<u4")] or ["0u"]
+
+
+def harness(compiled, samples) -> str:
+    """main.c that feeds `samples` (lists of input arrays) to NAME_run and prints the outputs."""
+    g = compiled.graph
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HARNESS), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    ins = [[dict(name=f"in_{s}_{i}", words=_words(a)) for i, a in enumerate(arrays)]
+           for s, arrays in enumerate(samples)]
+    outs = [dict(nbytes=g.values[n].nbytes, words=max(1, -(-g.values[n].nbytes // 8))) for n in g.outputs]
+    return env.get_template("main.c.j2").render(name=compiled.name, samples=ins, outputs=outs)
+
+
+# ---- build, run, parse ------------------------------------------------------------------------------
+
+@dataclass
+class TargetRun:
+    target: str
+    board: str
+    outputs: list[list[np.ndarray]]       # per sample, per graph output
+    instructions: int | None              # one inference (the first sample), to +-40; None if it overflowed
+    stack_bytes: int                      # high-water mark of the first run, NAME_run's frames included
+    model: dict                           # the model object's sections: code, weights, data, bss
+    program: dict                         # the linked program (harness and inputs included): flash, ram
+    log: str = ""
+    checks: dict = field(default_factory=dict)
+
+    @property
+    def ram_bytes(self) -> int:
+        """What the model needs in RAM: its static data (the arena) plus the stack it used."""
+        return self.model["data"] + self.model["bss"] + self.stack_bytes
+
+    @property
+    def flash_bytes(self) -> int:
+        return self.model["code"] + self.model["weights"] + self.model["data"]
+
+
+def _run(cmd, cwd, what, timeout=None):
+    try:
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{what} did not finish within {timeout} s.") from None
+    if result.returncode and what != "qemu":
+        raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")
+    return result
+
+
+def _sections(path, cwd, size) -> dict[str, int]:
+    text = _run([size, "-A", str(path)], cwd, "size").stdout
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\S+)\s+(\d+)", text, re.M)}
+
+
+def _model_sizes(sections: dict[str, int]) -> dict:
+    total = lambda prefix: sum(n for s, n in sections.items() if s == prefix or s.startswith(prefix + "."))  # noqa: E731
+    return dict(code=total(".text"), weights=total(".rodata"), data=total(".data"), bss=total(".bss"))
+
+
+def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | Path | None = None) -> TargetRun:
+    """Cross-compile `compiled` with the harness, run it under QEMU, return what it printed.
+    cflags replace the optimisation flags (-O2); keep: also copy the build directory there."""
+    check_target(target, compiled)
+    paths = tools()
+    core = CORES[target]
+    gcc, size = paths["arm-none-eabi-gcc"], paths["arm-none-eabi-size"]
+    flags = [*core.flags, *(cflags if cflags is not None else CFLAGS[:1]), *CFLAGS[1:]]
+    name = compiled.name
+    with tempfile.TemporaryDirectory(prefix="kiln-arm-") as tmp:
+        d = Path(tmp)
+        (d / f"{name}.c").write_text(compiled.sources.c)
+        (d / f"{name}.h").write_text(compiled.sources.h)
+        (d / "main.c").write_text(harness(compiled, samples))
+        for f in ("startup.c", "semihost.c", "semihost.h", "counters.c", "counters.h", "mps2.ld"):
+            shutil.copyfile(HARNESS / f, d / f)
+        objects = []
+        for src in (f"{name}.c", "main.c", "startup.c", "semihost.c", "counters.c"):
+            obj = src[:-2] + ".o"
+            _run([gcc, *flags, "-c", src, "-o", obj], d, "arm-none-eabi-gcc")
+            objects.append(obj)
+        _run([gcc, *core.flags, *LDFLAGS, "-T", "mps2.ld", f"-Wl,-Map=prog.map", *objects, "-lm", "-lc", "-lgcc",
+              "-o", "prog.elf"], d, "arm-none-eabi-gcc")
+        model = _model_sizes(_sections(f"{name}.o", d, size))
+        prog = _sections("prog.elf", d, size)
+        program = dict(flash=sum(n for s, n in prog.items() if s in (".isr_vector", ".text", ".rodata", ".ARM.exidx",
+                                                                       ".data")),
+                       ram=prog.get(".data", 0) + prog.get(".bss", 0))
+        cmd = [paths["qemu-system-arm"], "-M", core.board, "-nographic", "-monitor", "none", "-serial", "null",
+               "-chardev", "stdio,id=sh0", "-semihosting-config", "enable=on,target=native,chardev=sh0",
+               "-icount", "shift=0,sleep=off", "-kernel", "prog.elf"]
+        result = _run(cmd, d, "qemu", TIMEOUT_S)
+        if keep:
+            shutil.copytree(d, keep, dirs_exist_ok=True)
+    return _parse(compiled, target, core.board, result, model, program)
+
+
+def _parse(compiled, target, board, result, model, program) -> TargetRun:
+    text = result.stdout
+    if result.returncode or "done" not in text.splitlines():
+        raise RunError(f"the {target} program under qemu-system-arm -M {board} exited with status "
+                       f"{result.returncode}: {(text + result.stderr)[-600:].strip()}")
+    g = compiled.graph
+    fields, outputs = {}, []
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key == "sample":
+            outputs.append([])
+        elif key == "out":
+            i, _, data = rest.partition(" ")
+            v = g.values[g.outputs[int(i)]]
+            outputs[-1].append(np.frombuffer(bytes.fromhex(data), np.dtype(v.dtype)).reshape(v.shape).copy())
+        elif key in ("stack", "empty_ticks") or key == "ticks" and "ticks" not in fields:
+            fields[key] = int(rest)
+    ticks = fields["ticks"]
+    return TargetRun(target, board, outputs, None if ticks == 0xFFFFFFFF else ticks * INSTRUCTIONS_PER_TICK,
+                     fields["stack"], model, program, text)
