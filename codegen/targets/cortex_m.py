@@ -183,3 +183,40 @@ def _parse(compiled, target, board, result, model, program) -> TargetRun:
     ticks = fields["ticks"]
     return TargetRun(target, board, outputs, None if ticks == 0xFFFFFFFF else ticks * INSTRUCTIONS_PER_TICK,
                      fields["stack"], model, program, text)
+
+
+# ---- verify on the target -----------------------------------------------------------------------------
+
+MAX_SAMPLES = 16      # samples fed to the target (each is a const array in its flash)
+
+
+def verify_on_target(compiled, proto, samples, target: str = "cortex-m4", cflags=None) -> dict:
+    """Run `samples` on the target and compare: an int8 model bit for bit with the host build of the
+    same C; a float model within tolerance of onnxruntime (and, for information, bit for bit with a
+    host build without FMA contraction, -ffp-contract=off, as the target's -std=c99 build)."""
+    from ..verify import INT8_TOLERANCE, Reference, compare
+    samples = samples[:MAX_SAMPLES]
+    quantized = is_quantized(compiled)
+    got = run(compiled, samples, target, cflags)
+    host = compiled.build(None if quantized else HOST_FLOAT_CFLAGS)
+    reference = Reference(proto)
+    identical, worst = True, {}
+    for arrays, outs in zip(samples, got.outputs):
+        identical &= all(np.array_equal(h, t, equal_nan=h.dtype.kind == "f") for h, t in zip(host(*arrays), outs))
+        ref = reference({n: a for (n, _, _), a in zip(host.inputs, arrays)})
+        for name, t in zip(reference.output_names, outs):
+            r = ref[name].reshape(t.shape) if ref[name].size == t.size else ref[name]
+            c = compare(name, t, r, INT8_TOLERANCE if quantized and t.dtype == np.float32 else None)
+            if name not in worst or (not c.ok, c.max_rel) > (not worst[name].ok, worst[name].max_rel):
+                worst[name] = c
+    outputs = [worst[n] for n in reference.output_names]
+    checks = dict(weights_in_rodata=compiled.sources.weight_bytes <= got.model["weights"],
+                  arena_in_bss=compiled.plan.arena_bytes <= got.model["bss"])
+    ok = (identical if quantized else all(c.ok for c in outputs)) and all(checks.values())
+    return dict(ok=ok, target=target, board=got.board, samples=len(samples), bit_identical_to_host=identical,
+                host_build="default flags" if quantized else " ".join(HOST_FLOAT_CFLAGS),
+                outputs=[c.__dict__ for c in outputs], instructions=got.instructions, stack_bytes=got.stack_bytes,
+                flash_bytes=got.flash_bytes, ram_bytes=got.ram_bytes, model_sections=got.model,
+                program=got.program, kiln_weight_bytes=compiled.sources.weight_bytes,
+                kiln_arena_bytes=compiled.plan.arena_bytes, checks=checks,
+                first_outputs=[o.reshape(-1)[:10].tolist() for o in got.outputs[0]])
