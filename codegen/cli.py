@@ -214,7 +214,7 @@ def _print_target(console, t):
     for c in t["outputs"]:
         console.print(f"  {c['name']}: max abs error vs onnxruntime {c['max_abs']:.3g} "
                       f"(/ scale {c['max_rel']:.3g}){'' if c['ok'] else ' MISMATCH'}")
-    console.print(f"  first sample's outputs on the target: "
+    console.print("  first sample's outputs on the target: "
                   + "; ".join(", ".join(f"{x:.6g}" for x in o) for o in t["first_outputs"]))
     console.print(f"  flash {t['flash_bytes']:,} bytes: code {m['code']:,} + weights {m['weights']:,} + data "
                   f"{m['data']:,} (kiln's weights: {t['kiln_weight_bytes']:,}); the whole test program "

@@ -147,7 +147,7 @@ def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | P
             obj = src[:-2] + ".o"
             _run([gcc, *flags, "-c", src, "-o", obj], d, "arm-none-eabi-gcc")
             objects.append(obj)
-        _run([gcc, *core.flags, *LDFLAGS, "-T", "mps2.ld", f"-Wl,-Map=prog.map", *objects, "-lm", "-lc", "-lgcc",
+        _run([gcc, *core.flags, *LDFLAGS, "-T", "mps2.ld", "-Wl,-Map=prog.map", *objects, "-lm", "-lc", "-lgcc",
               "-o", "prog.elf"], d, "arm-none-eabi-gcc")
         model = _model_sizes(_sections(f"{name}.o", d, size))
         prog = _sections("prog.elf", d, size)

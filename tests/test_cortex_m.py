@@ -1,0 +1,172 @@
+"""Cortex-M targets: the generated C cross-compiled with arm-none-eabi-gcc and run under QEMU's mps2
+boards. int8 outputs must be bit-identical to the host build of the same C; float outputs within
+tolerance of onnxruntime. Also the --ram-limit / --flash-limit errors (these need no tools)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+
+import codegen
+from codegen import cli
+from codegen.limits import STACK_ESTIMATE, check_limits, parse_size
+from codegen.targets import cortex_m
+from codegen.verify import load_inputs, random_inputs
+
+from .graphs import model
+
+DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits"
+MISSING = [t for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm") if not shutil.which(t)]
+needs_tools = pytest.mark.skipif(bool(MISSING), reason=f"{', '.join(MISSING)} not installed "
+                                 f"(apt-get install {cortex_m.PACKAGES})")
+
+
+def _digits(int8: bool):
+    return codegen.compile(DIGITS / "digits.onnx", **(dict(calibration=DIGITS / "digits_calibration.npz",
+                                                           int8="minmax") if int8 else {}))
+
+
+def _digit_samples(compiled, n=3):
+    return load_inputs(DIGITS / "digits_test.npz", compiled._io_specs()[0])[0][:n]
+
+
+def _check(result, compiled):
+    assert result["ok"], result
+    assert result["checks"] == dict(weights_in_rodata=True, arena_in_bss=True)
+    # the model object holds the weights in .rodata and the arena in .bss, and nothing else in RAM
+    assert result["model_sections"]["weights"] == compiled.sources.weight_bytes
+    assert result["model_sections"]["bss"] == compiled.plan.arena_bytes
+    assert result["model_sections"]["data"] == 0
+    assert 0 < result["stack_bytes"] <= STACK_ESTIMATE
+    assert result["instructions"] > 0
+
+
+@needs_tools
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
+def test_digits_int8_bit_identical_to_host(target):
+    compiled = _digits(int8=True)
+    samples = _digit_samples(compiled)
+    result = cortex_m.verify_on_target(compiled, codegen.frontend.load_proto(DIGITS / "digits.onnx")[0],
+                                       samples, target)
+    _check(result, compiled)
+    assert result["bit_identical_to_host"]
+    # and the predictions are the digits' labels
+    labels = np.load(DIGITS / "digits_test.npz")["y"][:3]
+    run = cortex_m.run(compiled, samples, target)
+    assert [int(np.argmax(o[0])) for o in run.outputs] == list(labels)
+
+
+@needs_tools
+def test_digits_float_on_cortex_m4():
+    compiled = _digits(int8=False)
+    result = cortex_m.verify_on_target(compiled, codegen.frontend.load_proto(DIGITS / "digits.onnx")[0],
+                                       _digit_samples(compiled, 2), "cortex-m4")
+    _check(result, compiled)
+    assert all(c["ok"] for c in result["outputs"])
+
+
+def _conv():
+    rng = np.random.default_rng(1)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1], strides=[2, 2])
+    return model([node, helper.make_node("Relu", ["y"], ["z"])], [("x", (1, 3, 9, 9))], [("z", (1, 4, 5, 5))],
+                 {"w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                  "b": rng.standard_normal(4).astype(np.float32)})
+
+
+def _gemm():
+    rng = np.random.default_rng(2)
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)
+    return model([node], [("x", (2, 24))], [("y", (2, 7))],
+                 {"w": rng.standard_normal((7, 24)).astype(np.float32),
+                  "b": rng.standard_normal(7).astype(np.float32)})
+
+
+def _pool():
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("AveragePool", ["p"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    return model(nodes, [("x", (1, 3, 8, 8))], [("y", (1, 3, 4, 4))])
+
+
+def _elementwise():
+    nodes = [helper.make_node("Add", ["x", "c"], ["s"]), helper.make_node("Sigmoid", ["s"], ["t"]),
+             helper.make_node("Mul", ["t", "x"], ["y"])]
+    return model(nodes, [("x", (2, 3, 5))], [("y", (2, 3, 5))], {"c": np.linspace(-1, 1, 5, dtype=np.float32)})
+
+
+@needs_tools
+@pytest.mark.parametrize("family", [_conv, _gemm, _pool, _elementwise], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize("int8", [False, True], ids=["float", "int8"])
+def test_one_op_family_on_cortex_m4(family, int8):
+    m = family()
+    specs = codegen.compile(m)._io_specs()[0]
+    calibration = [random_inputs(specs, seed) for seed in range(8)]
+    compiled = codegen.compile(m, **(dict(calibration=calibration, int8="minmax") if int8 else {}))
+    result = cortex_m.verify_on_target(compiled, m, [random_inputs(specs, 100)], "cortex-m4")
+    assert result["ok"], result
+    if int8:
+        assert result["bit_identical_to_host"]
+
+
+def test_float_model_refused_on_cores_without_fpu():
+    compiled = _digits(int8=False)
+    for target in ("cortex-m0plus", "cortex-m3"):
+        with pytest.raises(codegen.KilnError, match="no FPU.*--int8"):
+            cortex_m.check_target(target, compiled)
+    cortex_m.check_target("cortex-m4", compiled)
+    cortex_m.check_target("cortex-m0plus", _digits(int8=True))
+
+
+def test_missing_tools_name_the_debian_packages(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(codegen.KilnError, match="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"):
+        cortex_m.tools()
+
+
+# ---- limits -----------------------------------------------------------------------------------------
+
+def test_parse_size():
+    assert [parse_size(s) for s in ("2048", "64K", "64k", "512KB", "1M")] == [2048, 65536, 65536, 524288, 1 << 20]
+    with pytest.raises(codegen.KilnError, match="not a size"):
+        parse_size("64Q")
+
+
+def test_ram_limit_names_the_tensors_live_at_the_peak():
+    compiled = _digits(int8=False)       # arena 12,288 bytes: 8,192 + 4,096 live in the second conv
+    need = compiled.plan.arena_bytes + STACK_ESTIMATE
+    check_limits(compiled, ram_limit=need, flash_limit=compiled.sources.weight_bytes)
+    with pytest.raises(codegen.LimitError) as err:
+        check_limits(compiled, ram_limit=need - 1)
+    msg = str(err.value)
+    assert f"needs {need:,} bytes of RAM" in msg and "estimate" in msg
+    assert "'/features/features.5/Relu_output_0' 8,192 bytes, '/features/features.2/Relu_output_0' 4,096" in msg
+
+
+def test_flash_limit_names_the_largest_weights():
+    compiled = _digits(int8=True)
+    with pytest.raises(codegen.LimitError, match=r"weights need 15,744 bytes of flash.*'features.7.weight__q' 9,216"):
+        check_limits(compiled, flash_limit=15 * 1024)
+
+
+def test_cli_limits_and_target_errors(tmp_path, capsys):
+    base = ["compile", str(DIGITS / "digits.onnx"), "-o", str(tmp_path)]
+    assert cli.main(base + ["--ram-limit", "8K"]) == 2
+    assert "over --ram-limit 8,192" in capsys.readouterr().err
+    assert cli.main(base + ["--flash-limit", "1M", "--ram-limit", "64K", "--target", "cortex-m4"]) == 0
+    assert "-mcpu=cortex-m4" in capsys.readouterr().out
+    assert cli.main(base + ["--target", "cortex-m0plus"]) == 2
+    assert "no FPU" in capsys.readouterr().err
+    assert cli.main(base + ["--ram-limit", "lots"]) == 2
+    assert "not a size" in capsys.readouterr().err
+
+
+@needs_tools
+def test_cli_verify_on_target(capsys):
+    rc = cli.main(["verify", str(DIGITS / "digits.onnx"), "--target", "cortex-m4", "--int8", "--calibration",
+                   str(DIGITS / "digits_calibration.npz"), "--inputs", str(DIGITS / "digits_test.npz")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for text in ("bit-identical", "flash", "RAM", "stack high-water mark", "instructions per inference", "PASS"):
+        assert text in out
