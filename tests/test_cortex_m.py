@@ -168,5 +168,5 @@ def test_cli_verify_on_target(capsys):
                    str(DIGITS / "digits_calibration.npz"), "--inputs", str(DIGITS / "digits_test.npz")])
     out = capsys.readouterr().out
     assert rc == 0, out
-    for text in ("bit-identical", "flash", "RAM", "stack high-water mark", "instructions per inference", "PASS"):
+    for text in ("bit-identical", "flash", "RAM", "stack high-water", "instructions per inference", "PASS"):
         assert text in out
