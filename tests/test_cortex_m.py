@@ -170,3 +170,37 @@ def test_cli_verify_on_target(capsys):
     assert rc == 0, out
     for text in ("bit-identical", "flash", "RAM", "stack high-water", "instructions per inference", "PASS"):
         assert text in out
+
+
+# ---- int8 edges without libm or double ----------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_quantize_linear_ties_and_specials_match_the_reference(dtype):
+    from onnx import TensorProto, numpy_helper
+
+    from codegen.verify import Reference
+    x = np.array([0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 3.5, -3.5, 0.49999997, 126.5, 127.5, -128.5, 255.5, 1e10, -1e10,
+                  np.inf, -np.inf, np.nan, 32767.5, -32768.5, 7.25, -7.75], np.float32)
+    zp = numpy_helper.from_array(np.array(3, dtype), "zp")
+    scale = numpy_helper.from_array(np.array(0.5, np.float32), "scale")
+    g = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["y"])], "q",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                          [helper.make_tensor_value_info("y", helper.np_dtype_to_tensor_dtype(np.dtype(dtype)), x.shape)],
+                          initializer=[scale, zp])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)])
+    compiled = codegen.compile(m)
+    assert "kiln_quantize_f32(" in compiled.sources.c and "nearbyint" not in compiled.sources.c
+    reference = Reference(m)          # onnxruntime: saturates (onnx's evaluator wraps 1e10 and inf)
+    assert reference.kind == "onnxruntime"
+    np.testing.assert_array_equal(compiled.build()(x)[0], reference({"x": x})["y"])
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
+def test_int8_object_needs_no_library_function(tmp_path):
+    """No libm, no software double: nothing undefined but what <string.h> gives."""
+    import subprocess
+    _digits(int8=True).save(tmp_path)
+    flags = [*cortex_m.CORES["cortex-m4"].flags, *cortex_m.CFLAGS]
+    subprocess.run(["arm-none-eabi-gcc", *flags, "-c", "digits.c", "-o", "digits.o"], cwd=tmp_path, check=True)
+    nm = subprocess.run(["arm-none-eabi-nm", "-u", "digits.o"], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert set(nm.split()) - {"U"} <= {"memcpy", "memset"}, nm

@@ -84,6 +84,9 @@ def _quantize(x, scale, zero_point=None, *, dtype, saturate=1, precision=None):
     if name == "float4_e2m1fn":
         return Bits(store(f"({q} + {zero_point})" if zero_point is not None else q, dtype))
     lo, hi = _qrange(dtype)
+    if ctype == "float" and name in ("int8", "uint8", "int16", "uint16"):     # no double, no libm
+        zp = f"(int32_t)({zero_point})" if zero_point is not None else "0"
+        return f"({DTYPES[name][1]})kiln_quantize_f32({q}, {zp}, {lo}, {hi})"
     rint = "nearbyintf" if ctype == "float" else "nearbyint"
     v = f"((double)({rint}({q})){f' + {zero_point}' if zero_point is not None else ''})"
     return f"({DTYPES[name][1]})({v} >= {hi}.0 ? {hi} : {v} > {lo}.0 ? {v} : {lo})"   # NaN gives the low end
