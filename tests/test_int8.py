@@ -214,6 +214,25 @@ def test_pooling(op, attrs, shape):
     _check(m, ["KilnQAvgPool" if "Average" in op else op])
 
 
+@pytest.mark.parametrize("keepdims,axes,opset,shape", [(1, [2, 3], 17, (1, 3, 1, 1)), (0, [-1, -2], 17, (1, 3)),
+                                                       (0, [2, 3], 18, (1, 3))])
+def test_spatial_mean_is_integer_average_pooling(keepdims, axes, opset, shape):
+    """ReduceMean over every spatial axis (DS-CNN's global pooling): integers, keepdims=0 a view."""
+    attrs, inits = (dict(axes=axes), {}) if opset < 18 else ({}, {"axes": np.array(axes, np.int64)})
+    nodes = [helper.make_node("ReduceMean", ["x"] + (["axes"] if inits else []), ["y"], name="mean",
+                              keepdims=keepdims, **attrs)]
+    m = model(nodes, [("x", (1, 3, 6, 5))], [("y", shape)], inits, opset=opset)
+    compiled = _check(m, ["KilnQAvgPool"] + ([] if keepdims else ["Reshape"]))
+    assert "ReduceMean" not in [n.op for n in compiled.graph.nodes]
+
+
+def test_mean_over_channels_stays_float():
+    m = model([helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])], [("x", (1, 3, 6, 5))],
+              [("y", (1, 1, 6, 5))])
+    compiled = _check(m, ["ReduceMean"], float_ok=1)
+    assert any("spatial axes" in line for line in pass_log(compiled, "quantize"))
+
+
 @pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Gelu", "Relu"])
 def test_functions_by_table(op):
     m = model([helper.make_node(op, ["x"], ["y"], name="f")], [("x", (2, 3, 4, 5))], [("y", (2, 3, 4, 5))], opset=20)

@@ -9,6 +9,7 @@ nodes of ops/qint.py where it can:
                                                   folded into the output clamp
     Add, Mul                                   -> KilnQAdd, KilnQMul (a following Relu / Clip too)
     AveragePool, GlobalAveragePool             -> KilnQAvgPool
+    ReduceMean over all spatial axes           -> KilnQAvgPool (and a Reshape where keepdims=0)
     Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
     Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
@@ -157,6 +158,8 @@ class _Rewriter:
             return self.binary(node)
         if node.op in ("AveragePool", "GlobalAveragePool"):
             return self.avg_pool(node)
+        if node.op == "ReduceMean":
+            return self.spatial_mean(node)
         if node.op == "Concat":
             return self.concat(node)
         if node.op == "Softmax":
@@ -247,10 +250,35 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def spatial_mean(self, node: Node) -> str | None:
+        """ReduceMean(x, axes=[2, ..., rank-1]) is GlobalAveragePool(x), reshaped where keepdims=0."""
+        x, y = self.g.values[node.inputs[0]], self.g.values[node.outputs[0]]
+        axes = node.attrs.get("axes")
+        if len(node.inputs) > 1 and node.inputs[1]:
+            v = self.g.value(node.inputs[1])
+            axes = None if v is None or not v.is_const else v.const.reshape(-1).tolist()
+        rank = len(x.shape)
+        if axes is None or rank < 3 or sorted(a % rank for a in axes) != list(range(2, rank)):
+            return "ReduceMean has no integer kernel except over all spatial axes"
+        if node.attrs.get("keepdims", 1):
+            return self.avg_pool(node)
+        if self.qparams.get(node.outputs[0]) is None:
+            return "an input or output has no quantisation parameters"
+        pooled = self._unique(f"{node.outputs[0]}__pooled")
+        self.g.values[pooled] = Value(pooled, tuple(x.shape[:2]) + (1,) * (rank - 2), np.dtype(np.float32))
+        self.qparams[pooled] = self.qparams.get(node.outputs[0])
+        pool = Node("GlobalAveragePool", node.name, [node.inputs[0]], [pooled], {})
+        pool.sources = node.sources
+        why = self.avg_pool(pool)
+        if why is not None:
+            return why
+        shape = self.const(f"{node.outputs[0]}__shape", np.array(y.shape, np.int64))
+        return self.view(Node("Reshape", f"{node.name}_reshape", [pooled, shape], [node.outputs[0]], {}))
+
     def avg_pool(self, node: Node) -> str | None:
         x = self.g.values[node.inputs[0]]
         n = len(x.shape) - 2
-        if node.op == "GlobalAveragePool":
+        if node.op in ("GlobalAveragePool", "ReduceMean"):
             kernel, strides, pads = list(x.shape[2:]), [1] * n, [0] * 2 * n
         else:
             a = node.attrs
