@@ -241,9 +241,17 @@ def _int_conv(op_type, Y, X, W, xz, wz, bias, finish, inputs, math, auto_pad, di
             raise Unsupported("B must be int32 with one value per output channel")
         args["B"] = bias
     out_sizes = list(Y.shape[2:])
+    # per axis, the outputs [lo, hi) whose window lies inside the input: no bounds checks there
+    inner = []
+    for i, o, k, s, d, p in zip(in_sizes, out_sizes, kernel, strides, dilations, begin):
+        lo = min(o, -(-p // s))
+        inner.append((lo, max(lo, min(o, (i - 1 - (k - 1) * d + p) // s + 1))))
+    tests = [f"o{a} - {lo} < {hi - lo}" if lo else f"o{a} < {hi}" for a, ((lo, hi), o) in enumerate(zip(inner, out_sizes))
+             if (lo, hi) != (0, o)]
+    inside = "none" if any(lo == hi for lo, hi in inner) else " && ".join(tests) or "all"
     return Kernel("int_conv", args | inputs, {"Y": Y},
                   params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
-                              S=strides, D=dilations, P=begin, x=x, w=w, finish=finish,
+                              S=strides, D=dilations, P=begin, x=x, w=w, finish=finish, inner=inner, inside=inside,
                               bias="(uint32_t)B[m]" if bias is not None else "0"),
                   macs=N * M * int(np.prod(out_sizes)) * Cg * int(np.prod(kernel)), math=math)
 
