@@ -37,6 +37,51 @@ def bench(compiled, proto, arrays=None, runs: int = 0, budget_s: float = 4.0, cf
                 ratio=kiln_ms / ref_ms, gflops=2 * macs / (kiln_ms * 1e6) if kiln_ms else 0.0, macs=macs)
 
 
+# ---- per layer: `kiln bench --layers` ---------------------------------------------------------------
+
+def layer_times(compiled, cflags=None, arrays=None, runs: int = 0, budget_s: float = 2.0, shipped: bool = True):
+    """(every layer's median time in ms, the whole model's median ms, runs) from the profiling
+    build; each profiled run alternates with a run of the shipped build, which gives the whole
+    model's time (None when not `shipped`: --tune needs the layers only)."""
+    profiled = compiled.build_profiled(cflags)
+    runner = compiled.build(cflags) if shipped else None
+    arrays = arrays or random_inputs(profiled.inputs)
+    whole_run = (lambda: runner(*arrays)) if shipped else (lambda: None)     # noqa: E731
+    for _ in range(2):                                  # warm both up
+        whole_run()
+        profiled.run_profiled(*arrays)
+    if not runs:
+        t0 = time.perf_counter()
+        whole_run()
+        profiled.run_profiled(*arrays)
+        runs = int(min(200, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+    layers, whole = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        whole_run()
+        whole.append(time.perf_counter() - t0)
+        layers.append(profiled.run_profiled(*arrays))
+    return np.median(layers, axis=0), 1e3 * float(np.median(whole)) if shipped else None, runs
+
+
+def layers(compiled, arrays=None, runs: int = 0, cflags=None, peak_gflops=None, budget_s: float = 4.0) -> dict:
+    """The per-layer table: each layer's median ms, share, GFLOP/s and share of the core's peak."""
+    from .peak import peak
+    ms, whole_ms, runs = layer_times(compiled, cflags, arrays, runs, budget_s)
+    top = peak(cflags, peak_gflops)
+    total = float(ms.sum())
+    rows = []
+    for layer, t in zip(compiled.report["layers"], map(float, ms)):
+        out = layer["outputs"][0]["shape"] if layer["outputs"] else []
+        gflops = 2 * layer["macs"] / (t * 1e6) if t > 0 else 0.0
+        rows.append(dict(step=layer["step"], name=layer["name"], ops=layer["ops"], kernel=layer["code"],
+                         tactic=compiled.kernels[layer["name"]].tactic, shape=out, macs=layer["macs"], ms=t,
+                         percent=100 * t / total if total else 0.0, gflops=gflops,
+                         percent_peak=100 * gflops / top["gflops"]))
+    return dict(model=compiled.name, runs=runs, layers=rows, layers_ms=total, model_ms=whole_ms,
+                peak_gflops=top["gflops"], peak_assumed=top["assumed"])
+
+
 # ---- the benchmark suite: `kiln bench --suite` ------------------------------------------------------
 
 LIGHT_ZOO = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
@@ -68,9 +113,11 @@ def suite_paths(models_dir, only=None) -> dict:
     return paths
 
 
-def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None, int8=False) -> list[dict]:
-    """Compile, check and time every suite model; one row each (an error row where a model fails).
-    int8: Kiln int8 against onnxruntime int8 instead (bench_int8)."""
+def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None, per_layer: bool = False,
+              peak_gflops=None, int8: bool = False) -> list[dict]:
+    """Compile, check and time every suite model; one row each (an error row where a model fails),
+    with its per-layer table (see layers()) under "layers" when asked; int8: Kiln int8 against
+    onnxruntime int8 instead (bench_int8)."""
     import onnx
 
     import codegen
@@ -94,6 +141,9 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
             want = Reference(proto)({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
             errors = [compare(n, g, w) for g, (n, w) in zip(runner(*arrays), want.items())]
             row.update(model=name, ok=all(e.ok for e in errors), max_rel_error=max(e.max_rel for e in errors))
+            if per_layer:
+                row["layers"] = layers(compiled, arrays, cflags=cflags, peak_gflops=peak_gflops,
+                                       budget_s=budget_s)
         except codegen.KilnError as err:
             row = dict(model=name, error=str(err).splitlines()[0])
         rows.append(row)

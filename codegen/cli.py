@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
+    common.add_argument("--tune", action="store_true",
+                        help="time every kernel (tactic) of each layer that has several on this machine and "
+                             "keep the fastest; the choices and times go into the report")
+    common.add_argument("--tactics", metavar="FILE",
+                        help="replay tactic choices without timing: a NAME.json or a {layer: tactic} JSON")
     common.add_argument("--cflags", help="compiler flags for building (default: -O3 -march=native, "
                                          "or $KILN_CFLAGS)")
     p = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models to one self-contained C file.")
@@ -70,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the suite's PyTorch exports are (default bench_models/)")
     b.add_argument("--only", help="comma-separated suite model names")
     b.add_argument("--json-out", metavar="FILE", help="with --suite: also write the rows as JSON")
+    b.add_argument("--layers", action="store_true",
+                   help="time every layer (a profiling build): ms, share, GFLOP/s and share of the core's peak")
+    b.add_argument("--top", type=int, default=0, metavar="N", help="with --layers: only the N slowest layers")
+    b.add_argument("--peak-gflops", type=float, metavar="X",
+                   help="with --layers: the core's peak GFLOP/s (default: worked out from the target and clock)")
     pr = sub.add_parser("prune-report", parents=[common],
                         help="sweep magnitude and channel pruning: size, MACs, error, accuracy")
     pr.add_argument("--inputs", help=".npz of inputs ('y'/'labels' for accuracy)")
@@ -84,18 +94,28 @@ def _compile(args):
     from .frontend import load_proto
     if not args.model:
         raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
+    if args.tune and args.tactics:
+        raise KilnError("--tune times the tactics and --tactics replays them: give one of the two.")
     limits = _limits(args)
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
-    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
-                            opt_level=args.opt_level, disable_passes=args.disable_pass,
-                            prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
-                            prune_scope=args.prune_scope, prune_channels=args.prune_channels,
-                            calibration=args.calibration,
-                            int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
-                            max_arena_bytes=args.max_arena_bytes,
-                            max_weight_bytes=args.max_weight_bytes,
-                            weights_encoding=args.weights_encoding)
+    options = dict(name=args.name, input_shapes=args.input_shape,
+                   opt_level=args.opt_level, disable_passes=args.disable_pass,
+                   prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
+                   prune_scope=args.prune_scope, prune_channels=args.prune_channels,
+                   calibration=args.calibration,
+                   int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
+                   max_arena_bytes=args.max_arena_bytes,
+                   max_weight_bytes=args.max_weight_bytes,
+                   weights_encoding=args.weights_encoding)
+    model = proto if args.name else args.model
+    if args.tune:
+        from .tune import tune
+        compiled = tune(model, cflags=_cflags(args), progress=lambda m: print(f"kiln: {m}", file=sys.stderr),
+                        **options)
+        _print_tuning(compiled)
+    else:
+        compiled = kiln_compile(model, tactics=args.tactics, **options)
     from .limits import check_limits
     from .targets.cortex_m import check_target
     check_target(args.target, compiled)
@@ -107,6 +127,16 @@ def _limits(args):
     from .limits import parse_size
     return (parse_size(args.ram_limit, "--ram-limit") if args.ram_limit else None,
             parse_size(args.flash_limit, "--flash-limit") if args.flash_limit else None)
+
+
+def _print_tuning(compiled) -> None:
+    """One line to stderr: what --tune changed and what it gained, by the measured layer times."""
+    tactics = compiled.tactics.values()
+    default = sum(t["ms"][t["candidates"][0]] for t in tactics)
+    tuned = sum(t["ms"][t["chosen"]] for t in tactics)
+    changed = sum(t["chosen"] != t["candidates"][0] for t in tactics)
+    print(f"kiln: tuned {len(tactics)} layer(s) with several kernels, {changed} changed from the default: "
+          f"{default:.3f} ms -> {tuned:.3f} ms (the sum of their median times)", file=sys.stderr)
 
 
 def _cflags(args):
@@ -242,6 +272,14 @@ def cmd_bench(args) -> int:
     arrays = None
     if args.inputs:
         arrays = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)[0][0]
+    if args.layers:
+        from .bench import layers
+        r = layers(compiled, arrays, runs=args.runs, cflags=_cflags(args), peak_gflops=args.peak_gflops)
+        if args.json:
+            print(json.dumps(r, indent=1))
+        else:
+            _print_layers(r, args.top)
+        return 0
     r = bench(compiled, proto, arrays, runs=args.runs, cflags=_cflags(args))
     if args.json:
         print(json.dumps(r, indent=1))
@@ -274,6 +312,27 @@ def _bench_int8(args) -> int:
     return 0
 
 
+def _print_layers(r: dict, top: int = 0) -> None:
+    """The per-layer table of bench.layers(), the slowest `top` layers only when top > 0."""
+    from rich.console import Console
+    from rich.table import Table
+    rows = sorted(r["layers"], key=lambda row: -row["ms"])[:top] if top > 0 else r["layers"]
+    table = Table(title=f"{r['model']}: time per layer, median of {r['runs']} runs" +
+                  (f" (the {len(rows)} slowest)" if top > 0 else ""))
+    for col in ("#", "layer", "op(s)", "kernel", "output shape", "MACs", "ms", "%", "GFLOP/s", "% of peak"):
+        table.add_column(col, justify="left" if col in ("layer", "op(s)", "kernel") else "right")
+    for row in rows:
+        kernel = row["kernel"] + (f" ({row['tactic']})" if row["tactic"] else "")
+        table.add_row(str(row["step"]), row["name"], "+".join(row["ops"]), kernel,
+                      "x".join(map(str, row["shape"])), f"{row['macs']:,}", f"{row['ms']:.4f}", f"{row['percent']:.1f}",
+                      f"{row['gflops']:.1f}" if row["macs"] else "", f"{row['percent_peak']:.1f}" if row["macs"] else "")
+    console = Console()
+    console.print(table)
+    console.print(f"sum of the layers {r['layers_ms']:.3f} ms; whole model {r['model_ms']:.3f} ms (the shipped build, "
+                  "with the call from Python)")
+    console.print(f"peak {r['peak_gflops']:.1f} GFLOP/s per core: {r['peak_assumed']}")
+
+
 def _bench_suite(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -281,7 +340,7 @@ def _bench_suite(args) -> int:
     from .bench import run_suite
     console = Console(stderr=True)
     only = args.only.split(",") if args.only else None
-    rows = run_suite(args.models_dir, only, cflags=_cflags(args),
+    rows = run_suite(args.models_dir, only, cflags=_cflags(args), per_layer=args.layers, peak_gflops=args.peak_gflops,
                      progress=lambda name: console.print(f"[dim]{name}...[/dim]"), int8=args.int8)
     if args.int8:
         return _int8_table(rows, args)
@@ -297,6 +356,9 @@ def _bench_suite(args) -> int:
         else:
             table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"slower on {r['slower']} of {r['timed']}")
     Console().print(table)
+    for r in rows:
+        if "layers" in r:
+            _print_layers(r["layers"], args.top)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)

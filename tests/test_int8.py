@@ -183,6 +183,20 @@ def test_matmul(form):
     _check(m, ["KilnQMatMul"])
 
 
+def test_product_of_two_run_time_tensors():
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["y"], name="qk")]
+    _check(model(nodes, [("q", (2, 5, 8)), ("k", (2, 6, 8))], [("y", (2, 5, 6))]), ["KilnQBatchMatMul"])
+
+
+@pytest.mark.parametrize("keepdims", [1, 0])
+def test_spatial_mean_is_an_average_pool(keepdims):
+    m = model([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean", keepdims=keepdims)],
+              [("x", (1, 4, 5, 3))], [("y", (1, 4, 1, 1) if keepdims else (1, 4))],
+              {"axes": np.array([2, 3], np.int64)}, opset=18)
+    _check(m, ["KilnQAvgPool"])
+
+
 @pytest.mark.parametrize("op", ["Add", "Mul"])
 @pytest.mark.parametrize("b_shape", [(1, 4, 5, 5), (1, 4, 1, 1), (5,), "constant"])
 def test_binary(op, b_shape):
@@ -216,25 +230,6 @@ def test_concat_requantises_inputs_of_other_scales():
 def test_pooling(op, attrs, shape):
     m = model([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], [("x", (1, 3, 6, 6))], [("y", shape)])
     _check(m, ["KilnQAvgPool" if "Average" in op else op])
-
-
-@pytest.mark.parametrize("keepdims,axes,opset,shape", [(1, [2, 3], 17, (1, 3, 1, 1)), (0, [-1, -2], 17, (1, 3)),
-                                                       (0, [2, 3], 18, (1, 3))])
-def test_spatial_mean_is_integer_average_pooling(keepdims, axes, opset, shape):
-    """ReduceMean over every spatial axis (DS-CNN's global pooling): integers, keepdims=0 a view."""
-    attrs, inits = (dict(axes=axes), {}) if opset < 18 else ({}, {"axes": np.array(axes, np.int64)})
-    nodes = [helper.make_node("ReduceMean", ["x"] + (["axes"] if inits else []), ["y"], name="mean",
-                              keepdims=keepdims, **attrs)]
-    m = model(nodes, [("x", (1, 3, 6, 5))], [("y", shape)], inits, opset=opset)
-    compiled = _check(m, ["KilnQAvgPool"] + ([] if keepdims else ["Reshape"]))
-    assert "ReduceMean" not in [n.op for n in compiled.graph.nodes]
-
-
-def test_mean_over_channels_stays_float():
-    m = model([helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1])], [("x", (1, 3, 6, 5))],
-              [("y", (1, 1, 6, 5))])
-    compiled = _check(m, ["ReduceMean"], float_ok=1)
-    assert any("spatial axes" in line for line in pass_log(compiled, "quantize"))
 
 
 @pytest.mark.parametrize("op", ["Sigmoid", "Tanh", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Gelu", "Relu"])
@@ -402,3 +397,20 @@ def test_conv_net_quantized_by_onnxruntime(tmp_path, fmt):
     within, _ = lsb_agreement(compiled, proto, data)
     assert within >= 0.99
     assert integer_check(compiled, samples)["exact"]
+
+
+@pytest.mark.parametrize("name,fmt", [("resnet_mini", "qdq"), ("mobilenet_v2_mini", "qdq"), ("squeezenet_mini", "qdq"),
+                                      ("squeezenet_mini", "qoperator"), ("lenet_avgpool", "qdq"), ("mlp", "qoperator")])
+def test_fixtures_quantized_by_onnxruntime_agree_within_one_step(tmp_path, name, fmt):
+    """99 % of the outputs within one quantisation step of onnxruntime's: the rest differ because
+    onnxruntime requantises in float32, which rounds values within ~1e-5 of a half the other way."""
+    from .conftest import FIXTURES
+    path = FIXTURES / f"{name}.onnx"
+    specs = [(i.name, tuple(d.dim_value for d in i.type.tensor_type.shape.dim), np.float32)
+             for i in onnx.load(str(path)).graph.input]
+    data = [random_inputs(specs, k) for k in range(60)]
+    proto = _quantize_static(path, tmp_path / "q.onnx", [d[0] for d in data[:50]], fmt)
+    compiled = codegen.compile(proto)
+    within, _ = lsb_agreement(compiled, proto, data)
+    assert within >= 0.99
+    assert integer_check(compiled, data[0])["exact"]

@@ -6,6 +6,7 @@ arithmetic in numpy, which the C must match bit for bit (tests/test_int8.py chec
 
     KilnQConv     X int8, W int8 (per output channel), B int32 -> requant per channel (2-D, groups)
     KilnQMatMul   A int8 [..., K] @ W int8 [K, N] (+ B int32 [N]) -> requant per column
+    KilnQBatchMatMul  requant((A - za) @ (B - zb)), two run-time tensors, batched
     KilnQAdd      requant2(A - za, B - zb): both operands rescaled onto the output, one rounding
     KilnQMul      requant((A - za) * (B - zb))
     KilnRequant   requant(X - zx): a tensor moved onto other quantisation parameters
@@ -267,3 +268,23 @@ def qsoftmax_ref(attrs, X):
     p = ((e << np.uint64(30)) // e.sum(axis=-1, keepdims=True, dtype=np.uint64)).astype(np.int64)
     m, s = quant.multiplier(2.0 ** -30 / attrs["y_scale"])
     return np.moveaxis(quant.requant(p, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"]), -1, attrs["axis"])
+
+
+# ---- products of two run-time tensors (attention's Q @ K^T, P @ V) --------------------------------
+
+@op("KilnQBatchMatMul")
+def qbatch_matmul(outs, A, B, *, a_zp, b_zp, y_zp, lo, hi, scale):
+    (Y,) = outs
+    m, s = (int(v[0]) for v in quant.multiplier(scale))
+    finish = f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
+    kernel = _int_matmul(Y, A, B, _scalar(f"{A.name}:zp", a_zp, A.dtype), _scalar(f"{B.name}:zp", b_zp, B.dtype),
+                         finish, {}, "Y = requant((A - a_zp) @ (B - b_zp)), batched")
+    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, ZB=kernel.inputs.pop("ZB").const)
+    return kernel
+
+
+@reference("KilnQBatchMatMul")
+def qbatch_matmul_ref(attrs, A, B):
+    acc = np.matmul(A.astype(np.int64) - attrs["a_zp"], B.astype(np.int64) - attrs["b_zp"]).astype(np.int32)
+    m, s = quant.multiplier(attrs["scale"])
+    return quant.requant(acc, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])

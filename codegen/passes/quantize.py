@@ -8,8 +8,8 @@ nodes of ops/qint.py where it can:
     Conv / Gemm / MatMul (constant weights)   -> KilnQConv / KilnQMatMul, a following Relu or Clip
                                                   folded into the output clamp
     Add, Mul                                   -> KilnQAdd, KilnQMul (a following Relu / Clip too)
-    AveragePool, GlobalAveragePool             -> KilnQAvgPool
-    ReduceMean over all spatial axes           -> KilnQAvgPool (and a Reshape where keepdims=0)
+    MatMul of two run-time tensors             -> KilnQBatchMatMul (attention)
+    AveragePool, GlobalAveragePool, ReduceMean -> KilnQAvgPool (ReduceMean: over the spatial axes)
     Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
     Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
@@ -118,7 +118,8 @@ class _Rewriter:
         """(the name the layer's output takes, nodes absorbed, Relu/Clip bounds in float)."""
         out = node.outputs[0]
         users = self.users.get(out, [])
-        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS:
+        # an imported model that quantises the layer's output itself rounds there: so must we
+        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS or out in self.weights:
             return out, [], (None, None)
         act = users[0]
         lo, hi = (0.0, None) if act.op == "Relu" else self._clip_bounds(act)
@@ -156,10 +157,8 @@ class _Rewriter:
             return self.weighted(node)
         if node.op in ("Add", "Mul"):
             return self.binary(node)
-        if node.op in ("AveragePool", "GlobalAveragePool"):
+        if node.op in ("AveragePool", "GlobalAveragePool") or node.op == "ReduceMean" and self._spatial_mean(node):
             return self.avg_pool(node)
-        if node.op == "ReduceMean":
-            return self.spatial_mean(node)
         if node.op == "Concat":
             return self.concat(node)
         if node.op == "Softmax":
@@ -185,6 +184,8 @@ class _Rewriter:
         g = self.g
         w = g.value(node.inputs[1])
         b = g.value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if node.op == "MatMul" and w is not None and not w.is_const:
+            return self.batch_matmul(node)
         if w is None or not w.is_const or (b is not None and not b.is_const):
             return "its weights are not constants"
         x = g.values[node.inputs[0]]
@@ -232,6 +233,22 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def batch_matmul(self, node: Node) -> str | None:
+        """MatMul of two run-time tensors: per-tensor parameters on both sides."""
+        if any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
+            return "not two float operands"
+        out = self._output(node)
+        (aq, aqp), (bq, bqp) = self._input(node.inputs[0]), self._input(node.inputs[1])
+        if out is None or aq is None or bq is None:
+            return "an input or output has no quantisation parameters"
+        out_name, absorbed, yqp, (lo, hi) = out
+        yq = self.new_int(out_name, yqp)
+        self.emit("KilnQBatchMatMul", node.name, [aq, bq], [yq],
+                  dict(a_zp=aqp.zp, b_zp=bqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=[aqp.s * bqp.s / yqp.s]),
+                  node.sources + [s for a in absorbed for s in a.sources])
+        self.absorbed |= {a.name for a in absorbed}
+        return None
+
     def binary(self, node: Node) -> str | None:
         if len(node.inputs) != 2 or any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
             return "not two float operands"
@@ -250,30 +267,15 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
-    def spatial_mean(self, node: Node) -> str | None:
-        """ReduceMean(x, axes=[2, ..., rank-1]) is GlobalAveragePool(x), reshaped where keepdims=0."""
-        x, y = self.g.values[node.inputs[0]], self.g.values[node.outputs[0]]
+    def _spatial_mean(self, node: Node) -> bool:
+        """ReduceMean over every axis after the channels: a global average pool (and a reshape)."""
+        x = self.g.values[node.inputs[0]]
         axes = node.attrs.get("axes")
-        if len(node.inputs) > 1 and node.inputs[1]:
-            v = self.g.value(node.inputs[1])
-            axes = None if v is None or not v.is_const else v.const.reshape(-1).tolist()
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            v = self.g.values[node.inputs[1]]
+            axes = v.const.tolist() if v.is_const else None
         rank = len(x.shape)
-        if axes is None or rank < 3 or sorted(a % rank for a in axes) != list(range(2, rank)):
-            return "ReduceMean has no integer kernel except over all spatial axes"
-        if node.attrs.get("keepdims", 1):
-            return self.avg_pool(node)
-        if self.qparams.get(node.outputs[0]) is None:
-            return "an input or output has no quantisation parameters"
-        pooled = self._unique(f"{node.outputs[0]}__pooled")
-        self.g.values[pooled] = Value(pooled, tuple(x.shape[:2]) + (1,) * (rank - 2), np.dtype(np.float32))
-        self.qparams[pooled] = self.qparams.get(node.outputs[0])
-        pool = Node("GlobalAveragePool", node.name, [node.inputs[0]], [pooled], {})
-        pool.sources = node.sources
-        why = self.avg_pool(pool)
-        if why is not None:
-            return why
-        shape = self.const(f"{node.outputs[0]}__shape", np.array(y.shape, np.int64))
-        return self.view(Node("Reshape", f"{node.name}_reshape", [pooled, shape], [node.outputs[0]], {}))
+        return axes is not None and rank >= 3 and sorted(a % rank for a in axes) == list(range(2, rank))
 
     def avg_pool(self, node: Node) -> str | None:
         x = self.g.values[node.inputs[0]]
@@ -296,10 +298,18 @@ class _Rewriter:
             return "an input or output has no quantisation parameters"
         out_name, absorbed, yqp, (lo, hi) = out
         yq = self.new_int(out_name, yqp)
-        self.emit("KilnQAvgPool", node.name, [xq], [yq],
+        pooled_shape = tuple(x.shape[:2]) + (1,) * n
+        pooled = yq
+        if node.op == "ReduceMean" and tuple(self.g.values[out_name].shape) != pooled_shape:   # keepdims=0
+            pooled = self._unique(f"{yq}__pooled")
+            self.g.values[pooled] = Value(pooled, pooled_shape, yqp.dtype)
+        self.emit("KilnQAvgPool", node.name, [xq], [pooled],
                   dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / yqp.s, counted=counted,
                        kernel_shape=kernel, strides=strides, pads=pads),
                   node.sources + [s for a in absorbed for s in a.sources])
+        if pooled != yq:
+            shape = self.const(f"{out_name}__shape", np.array(self.g.values[out_name].shape, np.int64))
+            self.emit("Reshape", f"{node.name}_squeeze", [pooled, shape], [yq])
         self.absorbed |= {a.name for a in absorbed}
         return None
 
