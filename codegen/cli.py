@@ -10,6 +10,8 @@ import time
 from .errors import KilnError
 from .targets import TARGETS
 
+CALIBRATION_CHECKS = 16     # verify --int8 without --inputs: the calibration samples it checks
+
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -177,6 +179,9 @@ def cmd_verify(args) -> int:
     samples, labels = (None, None)
     if args.inputs:
         samples, labels = load_inputs(args.inputs, compiled.build(host_cflags).inputs)
+    elif args.int8 and args.calibration:    # random normal inputs would lie outside the calibrated ranges
+        samples = load_inputs(args.calibration, compiled._io_specs()[0])[0][:CALIBRATION_CHECKS]
+        print(f"kiln: no --inputs: checking on the first {len(samples)} calibration sample(s)", file=sys.stderr)
     t0 = time.perf_counter()
     result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=host_cflags)
     target = None

@@ -163,11 +163,14 @@ def test_cli_limits_and_target_errors(tmp_path, capsys):
 
 
 @needs_tools
-def test_cli_verify_on_target(capsys):
+@pytest.mark.parametrize("inputs", [True, False], ids=["inputs", "calibration samples"])
+def test_cli_verify_on_target(capsys, inputs):
     rc = cli.main(["verify", str(DIGITS / "digits.onnx"), "--target", "cortex-m4", "--int8", "--calibration",
-                   str(DIGITS / "digits_calibration.npz"), "--inputs", str(DIGITS / "digits_test.npz")])
-    out = capsys.readouterr().out
+                   str(DIGITS / "digits_calibration.npz")] + (["--inputs", str(DIGITS / "digits_test.npz")] if inputs else []))
+    captured = capsys.readouterr()
+    out = captured.out
     assert rc == 0, out
+    assert inputs or "checking on the first 16 calibration sample(s)" in captured.err
     for text in ("bit-identical", "flash", "RAM", "stack high-water", "instructions per inference", "PASS"):
         assert text in out
 
