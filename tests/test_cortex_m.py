@@ -207,3 +207,17 @@ def test_int8_object_needs_no_library_function(tmp_path):
     subprocess.run(["arm-none-eabi-gcc", *flags, "-c", "digits.c", "-o", "digits.o"], cwd=tmp_path, check=True)
     nm = subprocess.run(["arm-none-eabi-nm", "-u", "digits.o"], cwd=tmp_path, capture_output=True, text=True).stdout
     assert set(nm.split()) - {"U"} <= {"memcpy", "memset"}, nm
+
+
+@needs_tools
+@pytest.mark.skipif(not shutil.which("make"), reason="make not installed")
+def test_firmware_example_classifies_the_digits(tmp_path):
+    import subprocess
+    import sys
+    firmware = DIGITS.parent / "firmware"
+    kiln = f"{sys.executable} -m codegen.cli"
+    result = subprocess.run(["make", "-C", str(firmware), f"KILN={kiln}", f"BUILD={tmp_path}", "run"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for i, label in enumerate((2, 0, 4)):
+        assert f"image {i}: prediction {label} (label {label})" in result.stdout, result.stdout
