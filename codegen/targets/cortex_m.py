@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -40,6 +40,7 @@ CFLAGS = ("-O2", "-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffun
 LDFLAGS = ("-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs")
 HOST_FLOAT_CFLAGS = ["-O2", "-ffp-contract=off"]     # the host build a float target build is compared with
 INSTRUCTIONS_PER_TICK = 40     # -icount shift=0: 1 ns per instruction; SysTick runs at 25 MHz
+STACK_BYTES = 64 * 1024        # the harness's stack: a model that uses all of it overflowed
 TIMEOUT_S = 300
 
 
@@ -94,7 +95,7 @@ class TargetRun:
     model: dict                           # the model object's sections: code, weights, data, bss
     program: dict                         # the linked program (harness and inputs included): flash, ram
     log: str = ""
-    checks: dict = field(default_factory=dict)
+    stack_overflow: bool = False          # the run used the whole stack: stack_bytes is a lower bound
 
     @property
     def ram_bytes(self) -> int:
@@ -147,8 +148,8 @@ def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | P
             obj = src[:-2] + ".o"
             _run([gcc, *flags, "-c", src, "-o", obj], d, "arm-none-eabi-gcc")
             objects.append(obj)
-        _run([gcc, *core.flags, *LDFLAGS, "-T", "mps2.ld", "-Wl,-Map=prog.map", *objects, "-lm", "-lc", "-lgcc",
-              "-o", "prog.elf"], d, "arm-none-eabi-gcc")
+        _run([gcc, *core.flags, *LDFLAGS, "-T", "mps2.ld", f"-Wl,--defsym=STACK_SIZE={STACK_BYTES}",
+              "-Wl,-Map=prog.map", *objects, "-lm", "-lc", "-lgcc", "-o", "prog.elf"], d, "arm-none-eabi-gcc")
         model = _model_sizes(_sections(f"{name}.o", d, size))
         prog = _sections("prog.elf", d, size)
         program = dict(flash=sum(n for s, n in prog.items() if s in (".isr_vector", ".text", ".rodata", ".ARM.exidx",
@@ -178,11 +179,11 @@ def _parse(compiled, target, board, result, model, program) -> TargetRun:
             i, _, data = rest.partition(" ")
             v = g.values[g.outputs[int(i)]]
             outputs[-1].append(np.frombuffer(bytes.fromhex(data), np.dtype(v.dtype)).reshape(v.shape).copy())
-        elif key in ("stack", "empty_ticks") or key == "ticks" and "ticks" not in fields:
+        elif key in ("stack", "stack_size", "empty_ticks") or key == "ticks" and "ticks" not in fields:
             fields[key] = int(rest)
     ticks = fields["ticks"]
     return TargetRun(target, board, outputs, None if ticks == 0xFFFFFFFF else ticks * INSTRUCTIONS_PER_TICK,
-                     fields["stack"], model, program, text)
+                     fields["stack"], model, program, text, stack_overflow=fields["stack"] >= fields["stack_size"])
 
 
 # ---- verify on the target -----------------------------------------------------------------------------
@@ -211,7 +212,8 @@ def verify_on_target(compiled, proto, samples, target: str = "cortex-m4", cflags
                 worst[name] = c
     outputs = [worst[n] for n in reference.output_names]
     checks = dict(weights_in_rodata=compiled.sources.weight_bytes <= got.model["weights"],
-                  arena_in_bss=compiled.plan.arena_bytes <= got.model["bss"])
+                  arena_in_bss=compiled.plan.arena_bytes <= got.model["bss"],
+                  stack_within_the_harness=not got.stack_overflow)
     ok = (identical if quantized else all(c.ok for c in outputs)) and all(checks.values())
     return dict(ok=ok, target=target, board=got.board, samples=len(samples), bit_identical_to_host=identical,
                 host_build="default flags" if quantized else " ".join(HOST_FLOAT_CFLAGS),
