@@ -110,6 +110,38 @@ def test_one_op_family_on_cortex_m4(family, int8):
         assert result["bit_identical_to_host"]
 
 
+def _ds_cnn():
+    """MLPerf Tiny's DS-CNN (small) keyword spotter, random weights: a 10x4 stride-2 conv to 64 channels,
+    four depthwise-separable blocks, global average pooling (ReduceMean, as PyTorch exports it), 12 classes."""
+    rng = np.random.default_rng(7)
+    w = lambda *shape: (rng.standard_normal(shape) * (2.0 / np.prod(shape[1:])) ** 0.5).astype(np.float32)  # noqa: E731
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], kernel_shape=[10, 4], strides=[2, 2], pads=[4, 1, 5, 2]),
+             helper.make_node("Relu", ["c0"], ["r0"])]
+    inits = {"w0": w(64, 1, 10, 4), "b0": w(64, 1)[:, 0]}
+    for i in range(1, 5):
+        nodes += [helper.make_node("Conv", [f"r{2 * i - 2}", f"dw{i}", f"db{i}"], [f"d{i}"], group=64, pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"d{i}"], [f"r{2 * i - 1}"]),
+                  helper.make_node("Conv", [f"r{2 * i - 1}", f"pw{i}", f"pb{i}"], [f"p{i}"]),
+                  helper.make_node("Relu", [f"p{i}"], [f"r{2 * i}"])]
+        inits.update({f"dw{i}": w(64, 1, 3, 3), f"db{i}": w(64, 1)[:, 0], f"pw{i}": w(64, 64, 1, 1),
+                      f"pb{i}": w(64, 1)[:, 0]})
+    nodes += [helper.make_node("ReduceMean", ["r8"], ["m"], axes=[2, 3], keepdims=0),
+              helper.make_node("Gemm", ["m", "fc", "fb"], ["y"], transB=1)]
+    inits.update(fc=w(12, 64), fb=w(12, 1)[:, 0])
+    return model(nodes, [("x", (1, 1, 49, 10))], [("y", (1, 12))], inits)
+
+
+@needs_tools
+def test_ds_cnn_int8_on_cortex_m4_at_the_activation_lower_bound():
+    m = _ds_cnn()
+    specs = codegen.compile(m)._io_specs()[0]
+    compiled = codegen.compile(m, calibration=[random_inputs(specs, seed) for seed in range(8)], int8="minmax")
+    assert compiled.plan.arena_bytes == compiled.plan.lower_bound == 2 * 64 * 25 * 5    # two int8 maps live
+    result = cortex_m.verify_on_target(compiled, m, [random_inputs(specs, 100)], "cortex-m4")
+    _check(result, compiled)
+    assert result["bit_identical_to_host"]
+
+
 def test_float_model_refused_on_cores_without_fpu():
     compiled = _digits(int8=False)
     for target in ("cortex-m0plus", "cortex-m3"):
