@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default=".", help="output directory (default: .)")
     v = sub.add_parser("verify", parents=[common], help="build, run and compare with onnxruntime")
     v.add_argument("--inputs", help=".npz of inputs (by input name; 'y'/'labels' for accuracy)")
-    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges")
+    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges; "
+                                                         "with a Cortex-M target, count each layer's instructions")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     b = sub.add_parser("bench", parents=[common], help="time the C against onnxruntime (1 thread)")
     b.add_argument("--inputs", help=".npz of inputs")
@@ -188,7 +189,7 @@ def cmd_verify(args) -> int:
     if not on_host:
         from .targets.cortex_m import verify_on_target
         target = verify_on_target(compiled, proto, samples or [random_inputs(compiled._io_specs()[0])], args.target,
-                                  _cflags(args))
+                                  _cflags(args), layers=args.layers)
         _check_measured(target, *_limits(args))
     ok = result.ok and (target is None or target["ok"])
     if args.json:
@@ -259,6 +260,10 @@ def _print_target(console, t):
     n = t["instructions"]
     console.print("  instructions per inference: " + (f"{n:,} (to 40; SysTick under qemu -icount)" if n is not None
                                                      else "over 671 million, not counted"))
+    for layer in t["layers"] or []:
+        n, macs = layer["instructions"], layer["macs"]
+        console.print(f"    {n:>12,} instructions" + (f" ({n / macs:5.2f} per MAC)" if macs else " " * 16) +
+                      f"  {layer['layer']} ({' + '.join(layer['ops'])})")
     for name, good in t["checks"].items():
         if not good:
             console.print(f"  check failed: {name.replace('_', ' ')}")

@@ -198,11 +198,13 @@ def test_cli_limits_and_target_errors(tmp_path, capsys):
 @pytest.mark.parametrize("inputs", [True, False], ids=["inputs", "calibration samples"])
 def test_cli_verify_on_target(capsys, inputs):
     rc = cli.main(["verify", str(DIGITS / "digits.onnx"), "--target", "cortex-m4", "--int8", "--calibration",
-                   str(DIGITS / "digits_calibration.npz")] + (["--inputs", str(DIGITS / "digits_test.npz")] if inputs else []))
+                   str(DIGITS / "digits_calibration.npz")] +
+                  (["--inputs", str(DIGITS / "digits_test.npz")] if inputs else ["--layers"]))
     captured = capsys.readouterr()
     out = captured.out
     assert rc == 0, out
     assert inputs or "checking on the first 16 calibration sample(s)" in captured.err
+    assert inputs or "per MAC" in out          # --layers: each layer's instructions on the target
     for text in ("bit-identical", "flash", "RAM", "stack high-water", "instructions per inference", "PASS"):
         assert text in out
 
@@ -253,3 +255,19 @@ def test_firmware_example_classifies_the_digits(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     for i, label in enumerate((2, 0, 4)):
         assert f"image {i}: prediction {label} (label {label})" in result.stdout, result.stdout
+
+
+@needs_tools
+def test_per_layer_instructions_add_up_to_the_inference():
+    compiled = _digits(int8=True)
+    samples = _digit_samples(compiled, 1)
+    shipped = cortex_m.run(compiled, samples)
+    profiled = cortex_m.run(compiled, samples, profile=True)
+    assert [np.array_equal(a, b) for a, b in zip(shipped.outputs[0], profiled.outputs[0])] == [True]
+    layers = profiled.layers
+    assert [layer["layer"] for layer in layers] == [node.name for node in compiled.graph.nodes]
+    assert all(layer["instructions"] > 0 for layer in layers if layer["ops"] != ["Flatten"])
+    total = sum(layer["instructions"] for layer in layers)
+    assert abs(total - shipped.instructions) <= 0.01 * shipped.instructions      # the marks cost a few each
+    convs = [layer for layer in layers if "Conv" in layer["ops"]]
+    assert max(convs, key=lambda c: c["macs"]) is max(convs, key=lambda c: c["instructions"])

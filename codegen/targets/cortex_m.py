@@ -72,15 +72,17 @@ def _words(arr: np.ndarray) -> list[str]:
     return [f"0x{w:08x}u" for w in np.frombuffer(raw, "<u4")] or ["0u"]
 
 
-def harness(compiled, samples) -> str:
-    """main.c that feeds `samples` (lists of input arrays) to NAME_run and prints the outputs."""
+def harness(compiled, samples, profile: bool = False) -> str:
+    """main.c that feeds `samples` (lists of input arrays) to NAME_run and prints the outputs;
+    profile: also the SysTick count as each layer starts (the C emitted with profile=True)."""
     g = compiled.graph
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HARNESS), keep_trailing_newline=True,
                              undefined=jinja2.StrictUndefined)
     ins = [[dict(name=f"in_{s}_{i}", words=_words(a)) for i, a in enumerate(arrays)]
            for s, arrays in enumerate(samples)]
     outs = [dict(nbytes=g.values[n].nbytes, words=max(1, -(-g.values[n].nbytes // 8))) for n in g.outputs]
-    return env.get_template("main.c.j2").render(name=compiled.name, samples=ins, outputs=outs)
+    return env.get_template("main.c.j2").render(name=compiled.name, samples=ins, outputs=outs,
+                                                marks=len(g.nodes) + 1 if profile else 0)
 
 
 # ---- build, run, parse ------------------------------------------------------------------------------
@@ -96,6 +98,7 @@ class TargetRun:
     program: dict                         # the linked program (harness and inputs included): flash, ram
     log: str = ""
     stack_overflow: bool = False          # the run used the whole stack: stack_bytes is a lower bound
+    layers: list | None = None            # profile=True: per layer, its name, ops, MACs and instructions
 
     @property
     def ram_bytes(self) -> int:
@@ -127,9 +130,12 @@ def _model_sizes(sections: dict[str, int]) -> dict:
     return dict(code=total(".text"), weights=total(".rodata"), data=total(".data"), bss=total(".bss"))
 
 
-def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | Path | None = None) -> TargetRun:
+def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | Path | None = None,
+        profile: bool = False) -> TargetRun:
     """Cross-compile `compiled` with the harness, run it under QEMU, return what it printed.
-    cflags replace the optimisation flags (-O2); keep: also copy the build directory there."""
+    cflags replace the optimisation flags (-O2); keep: also copy the build directory there;
+    profile: a build that also counts each layer's instructions (the marks add a few each)."""
+    from .. import emit as emit_mod
     check_target(target, compiled)
     paths = tools()
     core = CORES[target]
@@ -138,9 +144,11 @@ def run(compiled, samples, target: str = "cortex-m4", cflags=None, keep: str | P
     name = compiled.name
     with tempfile.TemporaryDirectory(prefix="kiln-arm-") as tmp:
         d = Path(tmp)
-        (d / f"{name}.c").write_text(compiled.sources.c)
-        (d / f"{name}.h").write_text(compiled.sources.h)
-        (d / "main.c").write_text(harness(compiled, samples))
+        sources = emit_mod.emit(compiled.graph, compiled.kernels, compiled.plan, compiled.options, profile=True) \
+            if profile else compiled.sources
+        (d / f"{name}.c").write_text(sources.c)
+        (d / f"{name}.h").write_text(sources.h)
+        (d / "main.c").write_text(harness(compiled, samples, profile))
         for f in ("startup.c", "semihost.c", "semihost.h", "counters.c", "counters.h", "mps2.ld"):
             shutil.copyfile(HARNESS / f, d / f)
         objects = []
@@ -181,9 +189,18 @@ def _parse(compiled, target, board, result, model, program) -> TargetRun:
             outputs[-1].append(np.frombuffer(bytes.fromhex(data), np.dtype(v.dtype)).reshape(v.shape).copy())
         elif key in ("stack", "stack_size", "empty_ticks") or key == "ticks" and "ticks" not in fields:
             fields[key] = int(rest)
+        elif key == "marks":
+            fields[key] = [int(t) for t in rest.split()]
     ticks = fields["ticks"]
+    layers = None
+    if "marks" in fields:
+        marks = fields["marks"]
+        layers = [dict(layer=node.name, ops=[op for op, _ in node.sources], macs=int(compiled.kernels[node.name].macs),
+                       instructions=(marks[i + 1] - marks[i]) * INSTRUCTIONS_PER_TICK)
+                  for i, node in enumerate(g.nodes)]
     return TargetRun(target, board, outputs, None if ticks == 0xFFFFFFFF else ticks * INSTRUCTIONS_PER_TICK,
-                     fields["stack"], model, program, text, stack_overflow=fields["stack"] >= fields["stack_size"])
+                     fields["stack"], model, program, text, stack_overflow=fields["stack"] >= fields["stack_size"],
+                     layers=layers)
 
 
 # ---- verify on the target -----------------------------------------------------------------------------
@@ -191,7 +208,7 @@ def _parse(compiled, target, board, result, model, program) -> TargetRun:
 MAX_SAMPLES = 16      # samples fed to the target (each is a const array in its flash)
 
 
-def verify_on_target(compiled, proto, samples, target: str = "cortex-m4", cflags=None) -> dict:
+def verify_on_target(compiled, proto, samples, target: str = "cortex-m4", cflags=None, layers: bool = False) -> dict:
     """Run `samples` on the target and compare: an int8 model bit for bit with the host build of the
     same C; a float model within tolerance of onnxruntime (and, for information, bit for bit with a
     host build without FMA contraction, -ffp-contract=off, as the target's -std=c99 build)."""
@@ -215,10 +232,11 @@ def verify_on_target(compiled, proto, samples, target: str = "cortex-m4", cflags
                   arena_in_bss=compiled.plan.arena_bytes <= got.model["bss"],
                   stack_within_the_harness=not got.stack_overflow)
     ok = (identical if quantized else all(c.ok for c in outputs)) and all(checks.values())
+    per_layer = run(compiled, samples[:1], target, cflags, profile=True).layers if layers else None
     return dict(ok=ok, target=target, board=got.board, samples=len(samples), bit_identical_to_host=identical,
                 host_build="default flags" if quantized else " ".join(HOST_FLOAT_CFLAGS),
                 outputs=[c.__dict__ for c in outputs], instructions=got.instructions, stack_bytes=got.stack_bytes,
                 flash_bytes=got.flash_bytes, ram_bytes=got.ram_bytes, model_sections=got.model,
                 program=got.program, kiln_weight_bytes=compiled.sources.weight_bytes,
                 kiln_arena_bytes=compiled.plan.arena_bytes, checks=checks,
-                first_outputs=[o.reshape(-1)[:10].tolist() for o in got.outputs[0]])
+                first_outputs=[o.reshape(-1)[:10].tolist() for o in got.outputs[0]], layers=per_layer)
