@@ -8,15 +8,22 @@ import sys
 import time
 
 from .errors import KilnError
+from .targets import TARGETS
 
-TARGETS = ("c",)    # cortex-m4, cortex-m0plus and cuda arrive with their issues
+CALIBRATION_CHECKS = 16     # verify --int8 without --inputs: the calibration samples it checks
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("model", nargs="?", help="the ONNX model file")
     common.add_argument("--name", help="C name prefix (default: from the file name)")
-    common.add_argument("--target", default="c", help="c (default)")
+    common.add_argument("--target", default="c", choices=TARGETS,
+                        help="c (default: the host), or a Cortex-M core: verify then also runs the C there, "
+                             "under QEMU (cortex-m0plus and cortex-m3 have no FPU: int8 only)")
+    common.add_argument("--ram-limit", metavar="SIZE",
+                        help="refuse the model when its arena plus an estimated stack exceeds SIZE (e.g. 64K)")
+    common.add_argument("--flash-limit", metavar="SIZE",
+                        help="refuse the model when its weights exceed SIZE (e.g. 512K)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
     common.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2),
@@ -58,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default=".", help="output directory (default: .)")
     v = sub.add_parser("verify", parents=[common], help="build, run and compare with onnxruntime")
     v.add_argument("--inputs", help=".npz of inputs (by input name; 'y'/'labels' for accuracy)")
-    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges")
+    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges; "
+                                                         "with a Cortex-M target, count each layer's instructions")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     b = sub.add_parser("bench", parents=[common], help="time the C against onnxruntime (1 thread)")
     b.add_argument("--inputs", help=".npz of inputs")
@@ -89,10 +97,9 @@ def _compile(args):
     from .frontend import load_proto
     if not args.model:
         raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
-    if args.target not in TARGETS:
-        raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
     if args.tune and args.tactics:
         raise KilnError("--tune times the tactics and --tactics replays them: give one of the two.")
+    limits = _limits(args)
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
     options = dict(name=args.name, input_shapes=args.input_shape,
@@ -112,7 +119,17 @@ def _compile(args):
         _print_tuning(compiled)
     else:
         compiled = kiln_compile(model, tactics=args.tactics, **options)
+    from .limits import check_limits
+    from .targets.cortex_m import check_target
+    check_target(args.target, compiled)
+    check_limits(compiled, *limits)
     return compiled, proto, time.perf_counter() - t0
+
+
+def _limits(args):
+    from .limits import parse_size
+    return (parse_size(args.ram_limit, "--ram-limit") if args.ram_limit else None,
+            parse_size(args.flash_limit, "--flash-limit") if args.flash_limit else None)
 
 
 def _print_tuning(compiled) -> None:
@@ -148,21 +165,37 @@ def cmd_compile(args) -> int:
           f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes"
           + (f" (float32: arena {r['float32']['arena_bytes']}, weights {r['float32']['weight_bytes']})"
              if "float32" in r else ""))
+    if args.target != "c":
+        from .targets.cortex_m import CFLAGS, CORES
+        print(f"for {args.target}: arm-none-eabi-gcc {' '.join(CORES[args.target].flags + CFLAGS)} -c "
+              f"{compiled.name}.c (weights in .rodata, the arena in .bss)")
     return 0
 
 
 def cmd_verify(args) -> int:
-    from .verify import load_inputs, verify
+    from .verify import load_inputs, random_inputs, verify
     compiled, proto, seconds = _compile(args)
+    on_host = args.target == "c"            # with a target, --cflags are for the cross compiler
+    host_cflags = _cflags(args) if on_host else None
     samples, labels = (None, None)
     if args.inputs:
-        samples, labels = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)
+        samples, labels = load_inputs(args.inputs, compiled.build(host_cflags).inputs)
+    elif args.int8 and args.calibration:    # random normal inputs would lie outside the calibrated ranges
+        samples = load_inputs(args.calibration, compiled._io_specs()[0])[0][:CALIBRATION_CHECKS]
+        print(f"kiln: no --inputs: checking on the first {len(samples)} calibration sample(s)", file=sys.stderr)
     t0 = time.perf_counter()
-    result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=_cflags(args))
+    result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=host_cflags)
+    target = None
+    if not on_host:
+        from .targets.cortex_m import verify_on_target
+        target = verify_on_target(compiled, proto, samples or [random_inputs(compiled._io_specs()[0])], args.target,
+                                  _cflags(args), layers=args.layers)
+        _check_measured(target, *_limits(args))
+    ok = result.ok and (target is None or target["ok"])
     if args.json:
         print(json.dumps(dict(model=compiled.name, compile_s=seconds, check_s=time.perf_counter() - t0,
-                              **result.as_dict()), indent=1))
-        return 0 if result.ok else 1
+                              **result.as_dict(), **({"target": target} if target else {}), all_ok=ok), indent=1))
+        return 0 if ok else 1
     from rich.console import Console
     from rich.table import Table
     console = Console()
@@ -194,8 +227,48 @@ def cmd_verify(args) -> int:
                           f"max abs error {first['max_abs']:.3g}")
         else:
             console.print(f"all {result.first_bad_layer['compared']} compared layers agree")
-    console.print("PASS" if result.ok else "FAIL")
-    return 0 if result.ok else 1
+    if target:
+        _print_target(console, target)
+    console.print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def _check_measured(t, ram_limit, flash_limit):
+    """With a target build the sizes are known: check them, not the estimates, against the limits."""
+    for what, have, limit in (("RAM", t["ram_bytes"], ram_limit), ("flash", t["flash_bytes"], flash_limit)):
+        if limit is not None and have > limit:
+            t["ok"] = False
+            t.setdefault("errors", []).append(f"{what} {have:,} bytes measured on {t['target']}, over the "
+                                              f"--{what.lower()}-limit {limit:,}")
+
+
+def _print_target(console, t):
+    m = t["model_sections"]
+    console.print(f"{t['target']} (qemu-system-arm -M {t['board']}), {t['samples']} sample(s): outputs "
+                  f"{'bit-identical to' if t['bit_identical_to_host'] else 'DIFFERENT from'} the host build "
+                  f"({t['host_build']})")
+    for c in t["outputs"]:
+        console.print(f"  {c['name']}: max abs error vs onnxruntime {c['max_abs']:.3g} "
+                      f"(/ scale {c['max_rel']:.3g}){'' if c['ok'] else ' MISMATCH'}")
+    console.print("  first sample's outputs on the target: "
+                  + "; ".join(", ".join(f"{x:.6g}" for x in o) for o in t["first_outputs"]))
+    console.print(f"  flash {t['flash_bytes']:,} bytes: code {m['code']:,} + weights {m['weights']:,} + data "
+                  f"{m['data']:,} (kiln's weights: {t['kiln_weight_bytes']:,}); the whole test program "
+                  f"{t['program']['flash']:,}")
+    console.print(f"  RAM {t['ram_bytes']:,} bytes: bss {m['bss']:,} (kiln's arena: {t['kiln_arena_bytes']:,}) + "
+                  f"data {m['data']:,} + stack high-water mark {t['stack_bytes']:,}")
+    n = t["instructions"]
+    console.print("  instructions per inference: " + (f"{n:,} (to 40; SysTick under qemu -icount)" if n is not None
+                                                     else "over 671 million, not counted"))
+    for layer in t["layers"] or []:
+        n, macs = layer["instructions"], layer["macs"]
+        console.print(f"    {n:>12,} instructions" + (f" ({n / macs:5.2f} per MAC)" if macs else " " * 16) +
+                      f"  {layer['layer']} ({' + '.join(layer['ops'])})")
+    for name, good in t["checks"].items():
+        if not good:
+            console.print(f"  check failed: {name.replace('_', ' ')}")
+    for err in t.get("errors", []):
+        console.print(f"  {err}")
 
 
 def cmd_bench(args) -> int:

@@ -148,6 +148,10 @@ CONVS = {
     "depthwise": dict(w=(7, 1, 3, 3), x=(1, 7, 6, 6), y=(1, 7, 6, 6), pads=[1, 1, 1, 1], group=7),
     "1x1": dict(w=(9, 5, 1, 1), x=(2, 5, 4, 4), y=(2, 9, 4, 4)),
     "7x7 stride 2": dict(w=(4, 3, 7, 7), x=(1, 3, 16, 16), y=(1, 4, 8, 8), pads=[3, 3, 3, 3], strides=[2, 2]),
+    # int_conv's shape classes: rows of taps written out (up to 8), rows wider, no window inside
+    "1x1 stride 2": dict(w=(3, 8, 1, 1), x=(1, 8, 5, 5), y=(1, 3, 3, 3), strides=[2, 2]),
+    "1x9 row, pads": dict(w=(2, 3, 1, 9), x=(1, 3, 4, 12), y=(1, 2, 4, 8), pads=[0, 2, 0, 2]),
+    "window never inside": dict(w=(2, 2, 5, 5), x=(1, 2, 3, 3), y=(1, 2, 3, 3), pads=[2, 2, 2, 2]),
 }
 
 

@@ -111,13 +111,18 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         raise Unsupported("W must be a constant matrix")
     N = W.shape[1]
     scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
-    acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None else "(int32_t)acc"
+    fold = B is None or B.is_const     # (A - a_zp) @ W = A @ W - a_zp * (column sums of W): into the bias
+    acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None or fold else "(int32_t)acc"
     finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
-    kernel = _int_matmul(Y, A, W, _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
+    kernel = _int_matmul(Y, A, W, None if fold else _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
                          "Y = requant(B + (A - a_zp) @ W) per column n")
-    if B is not None:
+    if fold:
+        bias = (0 if B is None else B.const.astype(np.int64)) - a_zp * W.const.astype(np.int64).sum(axis=0)
+        kernel.consts["BI"] = (bias % (1 << 32)).astype(np.uint32).view(np.int32)   # int32, wrapping as acc does
+    else:
         kernel.inputs["BI"] = B
-    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, **_requant_consts(scale))
+        kernel.consts["ZA"] = kernel.inputs.pop("ZA").const
+    kernel.consts.update(**_requant_consts(scale))
     return kernel
 
 
