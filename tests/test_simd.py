@@ -187,5 +187,9 @@ def test_every_path_compiles_warning_free(compiled):
             proc = subprocess.run([cc, *strict, "-c", "m.c", "-o", "/dev/null"], cwd=directory,
                                   capture_output=True, text=True)
             assert proc.returncode == 0 and not proc.stderr.strip(), (cc, flags, proc.stderr[-3000:])
+            if cc == "clang":       # and its static analyzer, as tests/test_static_analysis.py on the default path
+                proc = subprocess.run([cc, "--analyze", "-std=c99", *flags[1:], "-Xanalyzer", "-analyzer-werror",
+                                       "m.c", "-o", "/dev/null"], cwd=directory, capture_output=True, text=True)
+                assert proc.returncode == 0 and not proc.stderr.strip(), (cc, flags, proc.stderr[-3000:])
     if skipped:
         pytest.skip(f"{', '.join(sorted(skipped))} not installed")
