@@ -52,7 +52,7 @@ typedef float kiln_v __attribute__((vector_size(KILN_LANES * 4)));
 /* loads and stores through an unaligned type that may alias floats (as immintrin.h's __m256_u) */
 typedef float kiln_vu __attribute__((vector_size(KILN_LANES * 4), aligned(4), may_alias));
 #define kiln_vzero() ((kiln_v){0})
-#define kiln_vset(x) ((kiln_v){0} + (x))
+#define kiln_vset(x) ((x) - (kiln_v){0})     /* x - 0 is x, so this folds to a broadcast (x + 0 would not, for x = -0) */
 #define kiln_vload(p) (*(const kiln_vu *)(const void *)(p))
 #define kiln_vstore(p, v) (*(kiln_vu *)(void *)(p) = (v))
 #define kiln_vfma(acc, a, b) ((acc) + (a) * (b))
