@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="remove the fraction S of output channels with the smallest L1 norm (lossy)")
     common.add_argument("--calibration", metavar="FILE.npz",
                         help="representative inputs (as --inputs); channel pruning uses their mean activations")
+    common.add_argument("--int8", action="store_true",
+                        help="quantise to int8 (post-training, static): needs --calibration")
+    common.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                        help="how --int8 turns calibration data into activation ranges (default minmax)")
+    common.add_argument("--percentile", type=float, default=99.99,
+                        help="the percentile of |x| kept by --calibration-method percentile (default 99.99)")
     common.add_argument("--max-arena-bytes", type=int, default=1 << 30, metavar="N",
                         help="refuse models whose arena exceeds N bytes (default 1 GiB)")
     common.add_argument("--max-weight-bytes", type=int, default=1 << 31, metavar="N",
@@ -39,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
+    common.add_argument("--tune", action="store_true",
+                        help="time every kernel (tactic) of each layer that has several on this machine and "
+                             "keep the fastest; the choices and times go into the report")
+    common.add_argument("--tactics", metavar="FILE",
+                        help="replay tactic choices without timing: a NAME.json or a {layer: tactic} JSON")
     common.add_argument("--cflags", help="compiler flags for building (default: -O3 -march=native, "
                                          "or $KILN_CFLAGS)")
     p = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models to one self-contained C file.")
@@ -59,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the suite's PyTorch exports are (default bench_models/)")
     b.add_argument("--only", help="comma-separated suite model names")
     b.add_argument("--json-out", metavar="FILE", help="with --suite: also write the rows as JSON")
+    b.add_argument("--layers", action="store_true",
+                   help="time every layer (a profiling build): ms, share, GFLOP/s and share of the core's peak")
+    b.add_argument("--top", type=int, default=0, metavar="N", help="with --layers: only the N slowest layers")
+    b.add_argument("--peak-gflops", type=float, metavar="X",
+                   help="with --layers: the core's peak GFLOP/s (default: worked out from the target and clock)")
     pr = sub.add_parser("prune-report", parents=[common],
                         help="sweep magnitude and channel pruning: size, MACs, error, accuracy")
     pr.add_argument("--inputs", help=".npz of inputs ('y'/'labels' for accuracy)")
@@ -75,16 +91,38 @@ def _compile(args):
         raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
     if args.target not in TARGETS:
         raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
+    if args.tune and args.tactics:
+        raise KilnError("--tune times the tactics and --tactics replays them: give one of the two.")
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
-    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
-                            opt_level=args.opt_level, disable_passes=args.disable_pass,
-                            prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
-                            prune_scope=args.prune_scope, prune_channels=args.prune_channels,
-                            calibration=args.calibration, max_arena_bytes=args.max_arena_bytes,
-                            max_weight_bytes=args.max_weight_bytes,
-                            weights_encoding=args.weights_encoding)
+    options = dict(name=args.name, input_shapes=args.input_shape,
+                   opt_level=args.opt_level, disable_passes=args.disable_pass,
+                   prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
+                   prune_scope=args.prune_scope, prune_channels=args.prune_channels,
+                   calibration=args.calibration,
+                   int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
+                   max_arena_bytes=args.max_arena_bytes,
+                   max_weight_bytes=args.max_weight_bytes,
+                   weights_encoding=args.weights_encoding)
+    model = proto if args.name else args.model
+    if args.tune:
+        from .tune import tune
+        compiled = tune(model, cflags=_cflags(args), progress=lambda m: print(f"kiln: {m}", file=sys.stderr),
+                        **options)
+        _print_tuning(compiled)
+    else:
+        compiled = kiln_compile(model, tactics=args.tactics, **options)
     return compiled, proto, time.perf_counter() - t0
+
+
+def _print_tuning(compiled) -> None:
+    """One line to stderr: what --tune changed and what it gained, by the measured layer times."""
+    tactics = compiled.tactics.values()
+    default = sum(t["ms"][t["candidates"][0]] for t in tactics)
+    tuned = sum(t["ms"][t["chosen"]] for t in tactics)
+    changed = sum(t["chosen"] != t["candidates"][0] for t in tactics)
+    print(f"kiln: tuned {len(tactics)} layer(s) with several kernels, {changed} changed from the default: "
+          f"{default:.3f} ms -> {tuned:.3f} ms (the sum of their median times)", file=sys.stderr)
 
 
 def _cflags(args):
@@ -107,7 +145,9 @@ def cmd_compile(args) -> int:
     paths = compiled.save(args.output)
     r = compiled.report
     print(f"wrote {paths['c']}, {paths['h']}, {paths['json']} in {seconds:.2f} s: {len(r['layers'])} layers, "
-          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes")
+          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes"
+          + (f" (float32: arena {r['float32']['arena_bytes']}, weights {r['float32']['weight_bytes']})"
+             if "float32" in r else ""))
     return 0
 
 
@@ -132,6 +172,17 @@ def cmd_verify(args) -> int:
     for c in result.outputs:
         table.add_row(c.name, f"{c.max_abs:.3g}", f"{c.max_rel:.3g}", "ok" if c.ok else "MISMATCH")
     console.print(table)
+    if result.integer:
+        i = result.integer
+        bad = i["first_mismatch"]
+        console.print(f"integer layers: {i['checked']} checked against the numpy model of their arithmetic, " +
+                      ("all bit-exact" if i["exact"] else
+                       f"first mismatch in {bad['layer']!r} ({bad['op']}): {bad['mismatches']} of {bad['of']} "
+                       f"elements, off by up to {bad['max_diff']}"))
+    for name, d in (result.lsb or {}).items():
+        console.print(f"{name}: {100 * d['within_1']:.2f}% of elements within one quantisation step "
+                      f"({d['step']:.3g}) of {result.reference}, {100 * d['exact']:.2f}% identical, "
+                      f"at most {d['max']:.2f} steps off")
     if result.accuracy:
         a = result.accuracy
         console.print(f"accuracy: kiln {100 * a['kiln']:.2f}%, {result.reference} {100 * a['reference']:.2f}%, "
@@ -151,11 +202,21 @@ def cmd_bench(args) -> int:
     from .bench import bench
     if args.suite:
         return _bench_suite(args)
+    if args.int8:
+        return _bench_int8(args)
     from .verify import load_inputs
     compiled, proto, _ = _compile(args)
     arrays = None
     if args.inputs:
         arrays = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)[0][0]
+    if args.layers:
+        from .bench import layers
+        r = layers(compiled, arrays, runs=args.runs, cflags=_cflags(args), peak_gflops=args.peak_gflops)
+        if args.json:
+            print(json.dumps(r, indent=1))
+        else:
+            _print_layers(r, args.top)
+        return 0
     r = bench(compiled, proto, arrays, runs=args.runs, cflags=_cflags(args))
     if args.json:
         print(json.dumps(r, indent=1))
@@ -165,6 +226,50 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_int8(args) -> int:
+    """Kiln int8 vs onnxruntime int8 (quantize_static QDQ) and Kiln float32 vs onnxruntime float32."""
+    from .bench import bench_int8
+    from .verify import load_inputs
+    if not args.model:
+        raise KilnError("kiln bench --int8 needs a MODEL (an .onnx file), or --suite.")
+    samples = None
+    if args.calibration:
+        from . import compile as kiln_compile
+        specs = kiln_compile(args.model, input_shapes=args.input_shape).build(_cflags(args)).inputs
+        samples = load_inputs(args.calibration, specs)[0]
+    r = bench_int8(args.model, samples, args.calibration_method, cflags=_cflags(args), input_shapes=args.input_shape)
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print(f"{r['model']}: kiln int8 {r['kiln_int8_ms']:.3f} ms, onnxruntime int8 {r['ort_int8_ms']:.3f} ms "
+              f"(ratio {r['ratio']:.2f}); kiln float32 {r['kiln_float_ms']:.3f} ms, onnxruntime float32 "
+              f"{r['ort_float_ms']:.3f} ms; int8 is {r['int8_speedup']:.2f}x kiln float32; weights "
+              f"{r['weight_bytes']:,} B (float32 {r['float_weight_bytes']:,}), arena {r['arena_bytes']:,} B "
+              f"(float32 {r['float_arena_bytes']:,}); median of {r['runs']} runs")
+    return 0
+
+
+def _print_layers(r: dict, top: int = 0) -> None:
+    """The per-layer table of bench.layers(), the slowest `top` layers only when top > 0."""
+    from rich.console import Console
+    from rich.table import Table
+    rows = sorted(r["layers"], key=lambda row: -row["ms"])[:top] if top > 0 else r["layers"]
+    table = Table(title=f"{r['model']}: time per layer, median of {r['runs']} runs" +
+                  (f" (the {len(rows)} slowest)" if top > 0 else ""))
+    for col in ("#", "layer", "op(s)", "kernel", "output shape", "MACs", "ms", "%", "GFLOP/s", "% of peak"):
+        table.add_column(col, justify="left" if col in ("layer", "op(s)", "kernel") else "right")
+    for row in rows:
+        kernel = row["kernel"] + (f" ({row['tactic']})" if row["tactic"] else "")
+        table.add_row(str(row["step"]), row["name"], "+".join(row["ops"]), kernel,
+                      "x".join(map(str, row["shape"])), f"{row['macs']:,}", f"{row['ms']:.4f}", f"{row['percent']:.1f}",
+                      f"{row['gflops']:.1f}" if row["macs"] else "", f"{row['percent_peak']:.1f}" if row["macs"] else "")
+    console = Console()
+    console.print(table)
+    console.print(f"sum of the layers {r['layers_ms']:.3f} ms; whole model {r['model_ms']:.3f} ms (the shipped build, "
+                  "with the call from Python)")
+    console.print(f"peak {r['peak_gflops']:.1f} GFLOP/s per core: {r['peak_assumed']}")
+
+
 def _bench_suite(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -172,8 +277,10 @@ def _bench_suite(args) -> int:
     from .bench import run_suite
     console = Console(stderr=True)
     only = args.only.split(",") if args.only else None
-    rows = run_suite(args.models_dir, only, cflags=_cflags(args),
-                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"))
+    rows = run_suite(args.models_dir, only, cflags=_cflags(args), per_layer=args.layers, peak_gflops=args.peak_gflops,
+                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"), int8=args.int8)
+    if args.int8:
+        return _int8_table(rows, args)
     table = Table(title="Kiln vs onnxruntime (1 thread), median latency")
     for col in ("model", "kiln ms", "onnxruntime ms", "ratio", "GFLOP/s", "max error / scale"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -186,10 +293,37 @@ def _bench_suite(args) -> int:
         else:
             table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"slower on {r['slower']} of {r['timed']}")
     Console().print(table)
+    for r in rows:
+        if "layers" in r:
+            _print_layers(r["layers"], args.top)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)
     return 0 if all(r.get("ok", True) for r in rows) else 1
+
+
+def _int8_table(rows, args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="Kiln int8 vs onnxruntime int8 (quantize_static QDQ, 1 thread), median latency")
+    for col in ("model", "kiln int8 ms", "onnxruntime int8 ms", "ratio", "kiln float32 ms", "int8 speed-up",
+                "weights int8 / float32"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", "-", "-", r["error"][:60])
+        elif "kiln_int8_ms" in r:
+            table.add_row(r["model"], f"{r['kiln_int8_ms']:.3f}", f"{r['ort_int8_ms']:.3f}", f"{r['ratio']:.2f}",
+                          f"{r['kiln_float_ms']:.3f}", f"{r['int8_speedup']:.2f}",
+                          f"{r['weight_bytes']:,} / {r['float_weight_bytes']:,}")
+        else:
+            table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"{r['int8_speedup']:.2f}",
+                          f"slower on {r['slower']} of {r['timed']}")
+    Console().print(table)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
 
 
 def cmd_inspect(args) -> int:
@@ -212,6 +346,11 @@ def cmd_inspect(args) -> int:
     console.print(table)
     console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
                   f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
+    if "float32" in r:
+        f = r["float32"]
+        console.print(f"int8 vs float32: weights {r['weight_bytes']:,} vs {f['weight_bytes']:,} bytes "
+                      f"({f['weight_bytes'] / max(1, r['weight_bytes']):.2f}x smaller), arena {r['arena_bytes']:,} vs "
+                      f"{f['arena_bytes']:,} bytes ({f['arena_bytes'] / max(1, r['arena_bytes']):.2f}x smaller)")
     for p in r["passes"]:
         console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes, weights "
                       f"{p['weight_bytes_before']:,} -> {p['weight_bytes_after']:,} bytes" +

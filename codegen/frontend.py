@@ -7,7 +7,6 @@ and Loop bodies, and apart from the reference runners in verify.py, which execut
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -261,18 +260,20 @@ def load(model, input_shapes=None) -> Graph:
     from .control_flow import inline_control_flow, mod_graphs
     from .passes.fold import fold_constants   # the frontend needs constants folded to know shapes
     from .passes.widen import widen_half
+    from . import qdq
 
     proto, name = load_proto(model)
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
     proto = proto_copy
+    qdq.expand_qoperators(proto)
     _check(proto)
     foreign = _foreign_nodes(proto)
     if foreign:
         raise UnsupportedError(foreign)
     _fix_input_shapes(proto, parse_input_shapes(input_shapes))
     proto = _infer(_convert(proto))
-    graph = to_ir(proto, name)
+    graph = qdq.absorb(to_ir(proto, name))
     _check_sizes(graph)
     graph = mod_graphs(inline_control_flow(fold_constants(graph)))
     _require_static(graph)

@@ -63,6 +63,8 @@ class Graph:
     outputs: list[str]
     opset: int
     doc: dict[str, Any] = field(default_factory=dict)   # provenance for the banner
+    # float tensor or constant name -> the quant.QParams an imported QDQ model stored it with
+    quant: dict[str, Any] = field(default_factory=dict)
 
     def value(self, name: str) -> Value | None:
         return self.values[name] if name else None
@@ -80,7 +82,7 @@ class Graph:
 
     def copy(self) -> "Graph":
         return Graph(self.name, dict(self.values), [n.copy() for n in self.nodes],
-                     list(self.inputs), list(self.outputs), self.opset, dict(self.doc))
+                     list(self.inputs), list(self.outputs), self.opset, dict(self.doc), dict(self.quant))
 
 
 def reads(node: Node) -> list[str]:

@@ -159,30 +159,57 @@ class Result:
     samples: int
     accuracy: dict | None = None          # {"kiln": .., "reference": .., "agree": ..}
     first_bad_layer: dict | None = None   # per-layer diff
+    integer: dict | None = None           # int8 models: integer_check of the first sample
+    lsb: dict | None = None               # int8 models: per output, agreement in units of its last bit
 
     @property
     def ok(self) -> bool:
-        return all(c.ok for c in self.outputs)
+        return all(c.ok for c in self.outputs) and (self.integer is None or self.integer["exact"])
 
     def as_dict(self) -> dict:
         return dict(ok=self.ok, reference=self.reference, samples=self.samples,
                     outputs=[c.__dict__ for c in self.outputs], accuracy=self.accuracy,
-                    first_bad_layer=self.first_bad_layer)
+                    first_bad_layer=self.first_bad_layer, integer=self.integer, lsb=self.lsb)
+
+
+# An int8 model's outputs against the float model's: a sanity bound (wrong scales give errors near 1),
+# as a fraction of the output's scale max(1, max |ref|); int8 keeps ~2 digits and errors compound over layers.
+INT8_TOLERANCE = dict(rtol=0.0, atol=0.5)
+LSB_SLACK = 1.001       # "within one step", allowing the float rounding of the dequantised value
+
+
+def output_steps(compiled) -> dict[str, float]:
+    """Output name -> its quantisation step, for outputs an int8 model dequantises."""
+    g = compiled.graph
+    steps = {}
+    for node in g.nodes:
+        if node.op == "DequantizeLinear" and node.outputs[0] in g.outputs and g.values[node.inputs[1]].is_const \
+                and g.values[node.inputs[1]].size == 1:
+            steps[node.outputs[0]] = float(g.values[node.inputs[1]].const)
+    return steps
 
 
 def verify(compiled, proto: onnx.ModelProto, samples=None, labels=None, layers: bool = False, cflags=None) -> Result:
     runner = compiled.build(cflags)
+    quantized = bool(compiled.options.get("int8") or compiled.options.get("qdq"))
     in_specs = runner.inputs
     samples = samples or [random_inputs(in_specs)]
     reference = Reference(proto)
     ref_names = reference.output_names
-    worst = {}
+    imported = bool(compiled.options.get("qdq")) and not compiled.options.get("int8")
+    steps = output_steps(compiled) if quantized else {}
+    worst, off = {}, {n: [] for n in steps}
     kiln_pred, ref_pred = [], []
     for arrays in samples:
         got = runner(*arrays)
         ref = reference({n: a for (n, _, _), a in zip(in_specs, arrays)})
         for i, (name, g) in enumerate(zip(ref_names, got)):
-            c = compare(name, g, ref[name].reshape(g.shape) if ref[name].size == g.size else ref[name])
+            r = ref[name].reshape(g.shape) if ref[name].size == g.size else ref[name]
+            c = compare(name, g, r, INT8_TOLERANCE if quantized and not imported and g.dtype == np.float32 else None)
+            if name in steps:
+                off[name].append((np.abs(g.astype(np.float64) - r) / steps[name]).reshape(-1))
+                if imported:    # a QDQ model against onnxruntime running it: 99 % within one step
+                    c.ok = bool(np.mean(np.concatenate(off[name]) <= LSB_SLACK) >= 0.99)
             if name not in worst or (not c.ok, c.max_rel) > (not worst[name].ok, worst[name].max_rel):
                 worst[name] = c
         if labels is not None:
@@ -194,7 +221,14 @@ def verify(compiled, proto: onnx.ModelProto, samples=None, labels=None, layers: 
         result.accuracy = dict(kiln=float(np.mean(np.array(kiln_pred) == y)),
                                reference=float(np.mean(np.array(ref_pred) == y)),
                                agree=float(np.mean(np.array(kiln_pred) == np.array(ref_pred))))
-    if layers or not result.ok:
+    if quantized:
+        result.integer = integer_check(compiled, samples[0], cflags)
+        result.lsb = {}
+        for name, parts in off.items():
+            d = np.concatenate(parts)
+            result.lsb[name] = dict(step=steps[name], within_1=float(np.mean(d <= LSB_SLACK)),
+                                    exact=float(np.mean(d <= LSB_SLACK - 1)), max=float(d.max()))
+    if (layers or not result.ok) and not quantized:
         result.first_bad_layer = layer_diff(compiled, proto, samples[0], cflags)
     return result
 
@@ -219,3 +253,55 @@ def layer_diff(compiled, proto, arrays, cflags=None) -> dict | None:
         if not c.ok and first is None:
             first = row
     return dict(first=first, layers=table, compared=len(table))
+
+
+# ---- int8: every integer layer against the numpy model of its arithmetic ------------------------------
+
+INTEGER = ("int8", "uint8")
+
+
+def integer_check(compiled, arrays, cflags=None) -> dict:
+    """Run the C with every layer's output exposed, recompute each layer whose output is int8 / uint8
+    from the C's own inputs to it (ops/qint.py's numpy models; onnx's reference evaluator for the ops
+    that only move integers), and count the layers that agree bit for bit."""
+    from . import onnx_bridge
+    from .ir import Value
+    from .ops.qint import REFERENCE
+    runner, probe_values = compiled.build_probed(cflags)
+    _, probes = runner.run_probed(*arrays)
+    g = compiled.graph
+    known = {n: np.asarray(a) for n, a in zip(g.inputs, arrays)}
+    known.update({n: v.const for n, v in g.values.items() if v.is_const})
+    checked, first = 0, None
+    for node, value, got in zip(g.nodes, probe_values, probes):
+        if value is None:
+            continue
+        if np.dtype(value.dtype).name in INTEGER and all(not i or i in known for i in node.inputs):
+            ins = [known[i] if i else None for i in node.inputs]
+            if node.op in REFERENCE:
+                want = REFERENCE[node.op](node.attrs, *ins)
+            elif node.op == "Fused" and all(s.op in REFERENCE for s in node.attrs["body"]):
+                want = _fused_reference(node, dict(zip(node.inputs, ins)))
+            else:
+                probe = g.copy()
+                for name, arr in zip(node.inputs, ins):
+                    if name:
+                        probe.values[name] = Value(name, arr.shape, arr.dtype, arr)
+                want = onnx_bridge.evaluate(probe, node)[0]
+            checked += 1
+            want = np.asarray(want).reshape(got.shape).astype(got.dtype)
+            if first is None and not np.array_equal(want, got):
+                bad = want != got
+                first = dict(layer=node.name, op=node.op, mismatches=int(bad.sum()), of=int(bad.size),
+                             max_diff=int(np.abs(want.astype(np.int64) - got.astype(np.int64)).max()))
+        known[value.name] = got
+    return dict(checked=checked, exact=first is None, first_mismatch=first)
+
+
+def _fused_reference(node, values: dict) -> np.ndarray:
+    from .ops.qint import REFERENCE
+    out = None
+    for step in node.attrs["body"]:
+        out = REFERENCE[step.op](step.attrs, *[values[i] for i in step.inputs])
+        values[step.outputs[0]] = out
+    return out

@@ -226,6 +226,29 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
     return d >= hi ? hi : d > lo ? d : lo;
 }
 
+/* floor(x / 2^s) for 0 <= s <= 62, without shifting a negative number (implementation-defined in C). */
+static int64_t kiln_sra64(int64_t x, int s)
+{
+    return x >= 0 ? x >> s : ~(~x >> s);
+}
+
+/* The integer requantisation of the int8 layers (codegen/quant.py: requant): zp + round(acc * m / 2^s),
+ * halves rounding up, saturated to [lo, hi]. m < 2^31 and |acc| < 2^31 keep the product in 62 bits. */
+static int32_t kiln_requant(int32_t acc, int32_t m, int s, int32_t zp, int32_t lo, int32_t hi)
+{
+    const int64_t r = kiln_sra64((int64_t)acc * m + (s > 0 ? (int64_t)1 << (s - 1) : 0), s) + zp;
+    return (int32_t)(r < lo ? lo : r > hi ? hi : r);
+}
+
+/* Two operands rescaled onto one output scale with a single rounding (codegen/quant.py: requant2):
+ * zp + round((a * ma + b * mb) / 2^s), saturated to [lo, hi]. */
+static int32_t kiln_requant2(int32_t a, int32_t ma, int32_t b, int32_t mb, int s, int32_t zp, int32_t lo,
+                             int32_t hi)
+{
+    const int64_t r = kiln_sra64((int64_t)a * ma + (int64_t)b * mb + (s > 0 ? (int64_t)1 << (s - 1) : 0), s) + zp;
+    return (int32_t)(r < lo ? lo : r > hi ? hi : r);
+}
+
 /* float8 e8m0 (its bits: a biased exponent, no sign, no zero) -> float: 2^(b - 127), 0xff is NaN. */
 static float kiln_e8m0_to_f(uint8_t b)
 {

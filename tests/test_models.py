@@ -1,7 +1,6 @@
 """Whole models against onnxruntime: the onnx package's light model zoo, PyTorch exports, digits."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np

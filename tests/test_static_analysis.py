@@ -60,6 +60,25 @@ def _sparse_conv():
                  [("x", (1, 8, 6, 6))], [("y", (1, 8, 6, 6))], dict(w=w))
 
 
+def _int8_net():
+    """Every integer kernel: conv (+ fused Relu), table, add, mul, requantised concat, pools, matmul."""
+    rng = np.random.default_rng(0)
+    w = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4), "k": np.array(3.0),
+         "wf": rng.standard_normal((4, 5))}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Sigmoid", ["r"], ["s"]), helper.make_node("Mul", ["s", "k"], ["m"]),
+             helper.make_node("Add", ["m", "r"], ["a"]), helper.make_node("Concat", ["a", "s"], ["cat"], axis=1),
+             helper.make_node("MaxPool", ["cat"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Slice", ["f", "st", "en", "ax"], ["f4"]), helper.make_node("MatMul", ["f4", "wf"], ["mm"]),
+             helper.make_node("Softmax", ["mm"], ["y"])]
+    w.update(st=np.array([0]), en=np.array([4]), ax=np.array([1]))
+    m = model(nodes, [("x", (1, 3, 6, 6))], [("y", (1, 5))],
+              {k: v.astype(np.int64 if k in ("st", "en", "ax") else np.float32) for k, v in w.items()})
+    calibration = [[rng.standard_normal((1, 3, 6, 6)).astype(np.float32)] for _ in range(8)]
+    return m, dict(int8="minmax", calibration=calibration)
+
+
 def _generate(root):
     """Writes every model's C under root; returns the .c files and the templates they use."""
     with warnings.catch_warnings():
@@ -70,10 +89,11 @@ def _generate(root):
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
     models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
               "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv(),
-              "mvn": _mvn()}
+              "mvn": _mvn(), "int8_net": _int8_net()}
     templates = set()
     for name, m in models.items():
-        compiled = codegen.compile(m, name="m")
+        m, options = m if isinstance(m, tuple) else (m, {})
+        compiled = codegen.compile(m, name="m", **options)
         compiled.save(root / name)
         templates |= {k.template for k in compiled.kernels.values()}
     return sorted(root.glob("*/m.c")), templates

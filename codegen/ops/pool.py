@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, c_type, op, require_dtype
+from . import FLOAT, Kernel, Unsupported, c_type, op, require_dtype
 from .conv import resolve_pads
 
 
@@ -19,7 +19,7 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
                               O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
                               count_include_pad=bool(count_include_pad), p=p, indices=indices is not None,
-                              index_steps=steps),
+                              index_steps=steps, integer=None),
                   macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
                   epilogue_modes=("flat", "chan") if indices is None else None,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
@@ -39,11 +39,22 @@ def max_pool(outs, X, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_
              storage_order=0, strides=None):
     """Indices: the first maximum's flat index into X (the spatial part in storage_order)."""
     Y, indices = (outs + [None])[:2]
-    require_dtype(X, Y)
+    require_dtype(X, Y, dtypes=(FLOAT, *INT8))
     n, strides, dilations = _spatial(X, kernel_shape, strides, dilations)
     begin, end = resolve_pads(auto_pad, X.shape[2:], kernel_shape, strides, dilations, pads)
-    return _pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0, indices=indices,
-                 storage_order=storage_order)
+    return _integer(_pool("max", X, Y, kernel_shape, strides, dilations, begin, end, 0, indices=indices,
+                          storage_order=storage_order), X)
+
+
+INT8 = (np.dtype(np.int8), np.dtype(np.uint8))
+
+
+def _integer(kernel: Kernel, X) -> Kernel:
+    """MaxPool of an int8 / uint8 tensor (an int8 model's): the same loops over integers."""
+    if np.dtype(X.dtype) in INT8:
+        kernel.params["integer"] = dict(T=c_type(X), lowest=int(np.iinfo(X.dtype).min))
+        kernel.epilogue_modes = None
+    return kernel
 
 
 @op("AveragePool")
@@ -83,7 +94,11 @@ def global_average_pool(outs, X):
 
 @op("GlobalMaxPool")
 def global_max_pool(outs, X):
-    return _global("max", outs, X)
+    (Y,) = outs
+    require_dtype(X, Y, dtypes=(FLOAT, *INT8))
+    sizes = list(X.shape[2:])
+    n = len(sizes)
+    return _integer(_pool("max", X, Y, sizes, [1] * n, [1] * n, [0] * n, [0] * n, 0), X)
 
 
 @op("MaxUnpool")

@@ -23,12 +23,29 @@ from .fold import fold_constants
 from .fold_weights import fold_weights
 from .fuse import fuse
 from .prune import channels, magnitude, remove_zero_channels
+from .quantize import quantize
 
 
 def _fold(graph: Graph) -> tuple[Graph, list[str]]:
     before = len(graph.nodes)
     g = fold_constants(graph, keep_output_writers=True)
     return g, [f"folded {before - len(g.nodes)} node(s)"] if before != len(g.nodes) else []
+
+
+def _quantize(graph: Graph, o: dict):
+    from ..quant import activation_qparams
+    from ..ranges import activation_ranges
+    qparams = dict(graph.quant)
+    if o.get("int8"):
+        calibration = o["calibration"]      # tensors the passes made are not in it: those stay float
+        names = [n for n, v in graph.values.items() if not v.is_const and v.dtype == "float32"
+                 and calibration.get(n) is not None]
+        ranges = activation_ranges(calibration, names, method=o["int8"], percentile=o.get("percentile", 99.99))
+        # the model's outputs keep their whole range: clipping them is output error by design
+        ranges.update(activation_ranges(calibration, [n for n in graph.outputs if n in ranges], method="minmax"))
+        for name, (lo, hi) in ranges.items():
+            qparams.setdefault(name, activation_qparams(lo, hi))
+    return quantize(graph, qparams, graph.quant)
 
 
 @dataclass
@@ -56,6 +73,9 @@ PASSES = [
     Pass("remove_zero_channels", lambda g, o: remove_zero_channels(g), 1,
          "remove all-zero output channels and the inputs that read them (lossless)"),
     Pass("fold", lambda g, o: _fold(g), 1, "fold nodes whose inputs became constants"),
+    Pass("quantize", lambda g, o: _quantize(g, o), 0,
+         "int8: layers with quantisation parameters (calibrated, or imported) compute in integers",
+         lambda o: bool(o.get("int8") or o.get("qdq"))),
     Pass("fuse", lambda g, o: fuse(g), 2, "epilogues into anchors, elementwise chains into one loop"),
 ]
 NAMES = [p.name for p in PASSES]

@@ -1,0 +1,290 @@
+"""The integer layers of an int8 model (written by passes/quantize.py), each with its numpy model.
+
+Every op here computes only in integers: int32 accumulation, then the requantisation of
+codegen/quant.py (integer multiplier and shift). `REFERENCE[op](attrs, *inputs)` is the same
+arithmetic in numpy, which the C must match bit for bit (tests/test_int8.py checks every layer).
+
+    KilnQConv     X int8, W int8 (per output channel), B int32 -> requant per channel (2-D, groups)
+    KilnQMatMul   A int8 [..., K] @ W int8 [K, N] (+ B int32 [N]) -> requant per column
+    KilnQBatchMatMul  requant((A - za) @ (B - zb)), two run-time tensors, batched
+    KilnQAdd      requant2(A - za, B - zb): both operands rescaled onto the output, one rounding
+    KilnQMul      requant((A - za) * (B - zb))
+    KilnRequant   requant(X - zx): a tensor moved onto other quantisation parameters
+    KilnLUT       Y = table[X]: any elementwise function of one int8 operand, tabulated at compile time
+    KilnQAvgPool  requant(sum of (X - zx) over the window): windows of one size
+    KilnQSoftmax  exp(x - max) from a table, normalised by an integer division, requantised
+    (MaxPool, Concat, Reshape, Transpose, ... run on int8 tensors as they are.)
+
+Attributes (all compile-time numbers): x_zp / a_zp / b_zp / y_zp zero points; lo, hi the output
+clamp (a fused Relu or Clip narrows it); scale the real factor(s) the multiplier approximates.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import Kernel, Unsupported, op
+from .elementwise import expression, literal
+from .. import quant
+from ..ir import Value
+from .quantize import _int_conv, _int_matmul
+
+REFERENCE = {}
+
+
+def reference(name):
+    def register(fn):
+        REFERENCE[name] = fn
+        return fn
+    return register
+
+
+def _scalar(name: str, x: int, dtype) -> Value:
+    """A zero point as the one-element constant the integer templates read."""
+    return Value(name, (), np.dtype(dtype), np.array(x, dtype=dtype))
+
+
+_C = {"int8": "int8_t", "uint8": "uint8_t"}
+
+
+def _ctype(v: Value) -> str:
+    return _C[np.dtype(v.dtype).name]
+
+
+def _requant_consts(scale) -> dict:
+    m, s = quant.multiplier(scale)
+    return dict(RM=m.astype(np.int32), RS=s.astype(np.int32))
+
+
+def _finish(Y: Value, index: str, y_zp: int, lo: int, hi: int) -> str:
+    return f"({_ctype(Y)})kiln_requant((int32_t)acc, RM[{index}], RS[{index}], {y_zp}, {lo}, {hi})"
+
+
+# ---- convolution --------------------------------------------------------------------------------
+
+@op("KilnQConv")
+def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilations, group=1):
+    (Y,) = outs
+    if len(X.shape) != 4:
+        raise Unsupported("only 2-D integer convolution")
+    M = W.shape[0]
+    scale = np.broadcast_to(np.asarray(scale, np.float64), (M,))
+    kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
+                       _finish(Y, "m", y_zp, lo, hi), {},
+                       "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
+                       None, pads, strides)
+    kernel.consts.update(ZX=kernel.inputs.pop("ZX").const, **_requant_consts(scale))
+    return kernel
+
+
+@reference("KilnQConv")
+def qconv_ref(attrs, X, W, B=None):
+    N, C, H, Wd = X.shape
+    M, Cg, KH, KW = W.shape
+    G = attrs.get("group", 1)
+    (ph, pw, ph_end, pw_end), (sh, sw), (dh, dw) = attrs["pads"], attrs["strides"], attrs["dilations"]
+    x = np.pad(X.astype(np.int64) - attrs["x_zp"], ((0, 0), (0, 0), (ph, ph_end), (pw, pw_end)))
+    OH = (H + ph + ph_end - (KH - 1) * dh - 1) // sh + 1
+    OW = (Wd + pw + pw_end - (KW - 1) * dw - 1) // sw + 1
+    acc = np.zeros((N, M, OH, OW), np.int64)
+    Mg = M // G
+    for g in range(G):
+        xs = x[:, g * Cg:(g + 1) * Cg]
+        ws = W[g * Mg:(g + 1) * Mg].astype(np.int64)
+        for kh in range(KH):
+            for kw in range(KW):
+                patch = xs[:, :, kh * dh: kh * dh + (OH - 1) * sh + 1: sh, kw * dw: kw * dw + (OW - 1) * sw + 1: sw]
+                acc[:, g * Mg:(g + 1) * Mg] += np.einsum("nchw,mc->nmhw", patch, ws[:, :, kh, kw])
+    if B is not None:
+        acc += B.astype(np.int64).reshape(1, M, 1, 1)
+    acc = acc.astype(np.int32)                       # the C accumulates in 32 bits
+    m, s = quant.multiplier(np.broadcast_to(np.asarray(attrs["scale"], np.float64), (M,)))
+    out = quant.requant(acc, m.reshape(1, M, 1, 1), s.reshape(1, M, 1, 1), attrs["y_zp"], attrs["lo"], attrs["hi"])
+    return out
+
+
+# ---- matrix products ----------------------------------------------------------------------------
+
+@op("KilnQMatMul")
+def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
+    (Y,) = outs
+    if len(W.shape) != 2 or not W.is_const:
+        raise Unsupported("W must be a constant matrix")
+    N = W.shape[1]
+    scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
+    acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None else "(int32_t)acc"
+    finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
+    kernel = _int_matmul(Y, A, W, _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
+                         "Y = requant(B + (A - a_zp) @ W) per column n")
+    if B is not None:
+        kernel.inputs["BI"] = B
+    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, **_requant_consts(scale))
+    return kernel
+
+
+@reference("KilnQMatMul")
+def qmatmul_ref(attrs, A, W, B=None):
+    acc = np.matmul(A.astype(np.int64) - attrs["a_zp"], W.astype(np.int64))
+    if B is not None:
+        acc = acc + B.astype(np.int64)
+    acc = acc.astype(np.int32)
+    m, s = quant.multiplier(np.broadcast_to(np.asarray(attrs["scale"], np.float64), (W.shape[1],)))
+    return quant.requant(acc, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])
+
+
+# ---- elementwise: one expression each, so they broadcast and fuse as the float ones do -----------
+
+def _out_dtype(operands, attrs):
+    return np.dtype(attrs["to"])
+
+
+def _minus(X, zp: int) -> str:
+    return f"((int32_t){X} - {literal(zp, np.int32)})"
+
+
+@expression("KilnQAdd", kinds="iu", out=_out_dtype)
+def qadd(A, B, *, a_zp, b_zp, y_zp, lo, hi, scale, to):
+    ma, mb, s = quant.pair_multiplier(*scale)
+    return f"({_C[to]})kiln_requant2({_minus(A, a_zp)}, {ma}, {_minus(B, b_zp)}, {mb}, {s}, {y_zp}, {lo}, {hi})"
+
+
+@reference("KilnQAdd")
+def qadd_ref(attrs, A, B):
+    ma, mb, s = quant.pair_multiplier(*attrs["scale"])
+    return quant.requant2(A.astype(np.int64) - attrs["a_zp"], ma, B.astype(np.int64) - attrs["b_zp"], mb, s,
+                          attrs["y_zp"], attrs["lo"], attrs["hi"])
+
+
+@expression("KilnQMul", kinds="iu", out=_out_dtype)
+def qmul(A, B, *, a_zp, b_zp, y_zp, lo, hi, scale, to):
+    m, s = (int(v[0]) for v in quant.multiplier(scale))
+    return f"({_C[to]})kiln_requant({_minus(A, a_zp)} * {_minus(B, b_zp)}, {m}, {s}, {y_zp}, {lo}, {hi})"
+
+
+@reference("KilnQMul")
+def qmul_ref(attrs, A, B):
+    m, s = quant.multiplier(attrs["scale"])
+    acc = (A.astype(np.int64) - attrs["a_zp"]) * (B.astype(np.int64) - attrs["b_zp"])
+    return quant.requant(acc, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])
+
+
+@expression("KilnRequant", kinds="iu", out=_out_dtype)
+def requant(X, *, x_zp, y_zp, lo, hi, scale, to):
+    m, s = (int(v[0]) for v in quant.multiplier(scale))
+    return f"({_C[to]})kiln_requant({_minus(X, x_zp)}, {m}, {s}, {y_zp}, {lo}, {hi})"
+
+
+@reference("KilnRequant")
+def requant_ref(attrs, X):
+    m, s = quant.multiplier(attrs["scale"])
+    return quant.requant(X.astype(np.int64) - attrs["x_zp"], m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])
+
+
+# ---- table lookup --------------------------------------------------------------------------------
+
+@op("KilnLUT")
+def lut(outs, X, *, table):
+    (Y,) = outs
+    table = np.asarray(table, dtype=Y.dtype)
+    offset = -int(np.iinfo(X.dtype).min)
+    if table.size != 256:
+        raise Unsupported("a table needs 256 entries")
+    return Kernel("lut", {"X": X}, {"Y": Y}, consts={"T": table}, params=dict(n=Y.size, offset=offset),
+                  inplace=("X",), macs=0, math="Y = T[X] (the function tabulated at compile time)")
+
+
+@reference("KilnLUT")
+def lut_ref(attrs, X):
+    offset = -int(np.iinfo(X.dtype).min)
+    return np.asarray(attrs["table"])[X.astype(np.int64) + offset]
+
+
+# ---- average pooling -------------------------------------------------------------------------------
+
+@op("KilnQAvgPool")
+def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads, counted=0):
+    """scale: x_scale / y_scale; the sum is divided by the window's size, or (counted) by the
+    number of its elements inside the input -- one multiplier per count."""
+    from .pool import _pool
+    (Y,) = outs
+    n = len(kernel_shape)
+    kernel = _pool("avg", X, Y, kernel_shape, strides, [1] * n, pads[:n], pads[n:], 0)
+    size = int(np.prod(kernel_shape))
+    counts = np.arange(1, size + 1) if counted else np.array([size])
+    kernel.params.update(integer=dict(T=_ctype(X), zp=x_zp, counted=bool(counted),
+                                      finish=_finish(Y, "count - 1" if counted else "0", y_zp, lo, hi)))
+    kernel.consts.update(_requant_consts(scale / counts))
+    kernel.epilogue_modes = None
+    return kernel
+
+
+@reference("KilnQAvgPool")
+def qavg_pool_ref(attrs, X):
+    k, s, p = attrs["kernel_shape"], attrs["strides"], attrs["pads"]
+    n = len(k)
+    widths = [(0, 0), (0, 0)] + [(p[d], p[n + d]) for d in range(n)]
+    x = np.pad(X.astype(np.int64) - attrs["x_zp"], widths)
+    inside = np.pad(np.ones(X.shape[2:], np.int64), widths[2:])
+    out_sizes = [(x.shape[2 + d] - k[d]) // s[d] + 1 for d in range(n)]
+    acc = np.zeros(X.shape[:2] + tuple(out_sizes), np.int64)
+    count = np.zeros(out_sizes, np.int64)
+    for tap in np.ndindex(*k):
+        window = tuple(slice(t, t + (o - 1) * st + 1, st) for t, o, st in zip(tap, out_sizes, s))
+        acc += x[(slice(None), slice(None)) + window]
+        count += inside[window]
+    if not attrs.get("counted"):
+        count[...] = int(np.prod(k))
+    m, sh = quant.multiplier(attrs["scale"] / count)
+    return quant.requant(acc.astype(np.int32), m, sh, attrs["y_zp"], attrs["lo"], attrs["hi"])
+
+
+# ---- softmax: exp by table, the normalisation by one integer division ----------------------------
+
+EXP_BITS = 22       # exp table entries are exp(-d * x_scale) in Q22: a row of up to 2^41 elements sums in 64 bits
+
+
+def _exp_table(x_scale: float) -> np.ndarray:
+    return np.rint(np.exp(-np.arange(256) * float(x_scale)) * 2.0 ** EXP_BITS).astype(np.uint32)
+
+
+@op("KilnQSoftmax")
+def qsoftmax(outs, X, *, axis, x_scale, y_scale, y_zp, lo, hi):
+    """y = requant(2^30 * E[max - x] / sum of E over the row), E = exp table of the input step: the
+    probability in Q30, then onto the output's scale."""
+    (Y,) = outs
+    axis = axis % len(X.shape)
+    n = X.shape[axis]
+    inner = int(np.prod(X.shape[axis + 1:], dtype=np.int64))
+    m, s = quant.multiplier(2.0 ** -30 / y_scale)
+    return Kernel("qsoftmax", {"X": X}, {"Y": Y}, consts={"E": _exp_table(x_scale)},
+                  params=dict(outer=X.size // max(1, n * inner), n=n, inner=inner, T=_ctype(Y), TX=_ctype(X),
+                              lowest=int(np.iinfo(X.dtype).min), m=int(m[0]), s=int(s[0]), zp=y_zp, lo=lo, hi=hi),
+                  macs=2 * X.size, math="Y = requant(2^30 * E[max - X] / sum E[max - X]) along the axis, E = exp table")
+
+
+@reference("KilnQSoftmax")
+def qsoftmax_ref(attrs, X):
+    x = np.moveaxis(X.astype(np.int64), attrs["axis"], -1)
+    e = _exp_table(attrs["x_scale"])[x.max(axis=-1, keepdims=True) - x].astype(np.uint64)
+    p = ((e << np.uint64(30)) // e.sum(axis=-1, keepdims=True, dtype=np.uint64)).astype(np.int64)
+    m, s = quant.multiplier(2.0 ** -30 / attrs["y_scale"])
+    return np.moveaxis(quant.requant(p, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"]), -1, attrs["axis"])
+
+
+# ---- products of two run-time tensors (attention's Q @ K^T, P @ V) --------------------------------
+
+@op("KilnQBatchMatMul")
+def qbatch_matmul(outs, A, B, *, a_zp, b_zp, y_zp, lo, hi, scale):
+    (Y,) = outs
+    m, s = (int(v[0]) for v in quant.multiplier(scale))
+    finish = f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
+    kernel = _int_matmul(Y, A, B, _scalar(f"{A.name}:zp", a_zp, A.dtype), _scalar(f"{B.name}:zp", b_zp, B.dtype),
+                         finish, {}, "Y = requant((A - a_zp) @ (B - b_zp)), batched")
+    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, ZB=kernel.inputs.pop("ZB").const)
+    return kernel
+
+
+@reference("KilnQBatchMatMul")
+def qbatch_matmul_ref(attrs, A, B):
+    acc = np.matmul(A.astype(np.int64) - attrs["a_zp"], B.astype(np.int64) - attrs["b_zp"]).astype(np.int32)
+    m, s = quant.multiplier(attrs["scale"])
+    return quant.requant(acc, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])
