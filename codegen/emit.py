@@ -58,6 +58,13 @@ def used_helpers(code: str) -> str:
     return "".join("\n" + text for name, text in helpers.items() if name in used)
 
 
+def _runtime(code: str) -> str:
+    """The runtime header, the vector primitives when `code` uses them (their intrinsics headers are
+    slow to parse), and the helper functions `code` calls."""
+    simd = (RUNTIME_C / "kiln_simd.h").read_text() if re.search(r"\bkiln_v|\bKILN_TILE", code) else ""
+    return (RUNTIME_C / "kiln_runtime.h").read_text() + simd + used_helpers(code)
+
+
 @dataclass
 class Sources:
     name: str
@@ -189,7 +196,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
         probes=probes, profile=profile,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
-        runtime=(RUNTIME_C / "kiln_runtime.h").read_text() + used_helpers("".join(la["body"] for la in layers)),
+        runtime=_runtime("".join(la["body"] for la in layers)),
     )
     if weights.size:
         first, ctx["weights_init"] = weights.initializer(options.get("weights_encoding", "string"))
