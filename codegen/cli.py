@@ -159,6 +159,12 @@ def main(argv=None) -> int:
 
 def cmd_compile(args) -> int:
     compiled, _, seconds = _compile(args)
+    if args.target == "cuda":
+        from .cuda import save
+        paths = save(compiled, args.output)
+        print(f"wrote {paths['cu']}, {paths['h']}, {paths['json']} in {seconds:.2f} s; build it with "
+              f"nvcc -O3 -arch=sm_90 -Xcompiler -fPIC --shared {compiled.name}.cu")
+        return 0
     paths = compiled.save(args.output)
     r = compiled.report
     print(f"wrote {paths['c']}, {paths['h']}, {paths['json']} in {seconds:.2f} s: {len(r['layers'])} layers, "
@@ -184,6 +190,8 @@ def cmd_verify(args) -> int:
         samples = load_inputs(args.calibration, compiled._io_specs()[0])[0][:CALIBRATION_CHECKS]
         print(f"kiln: no --inputs: checking on the first {len(samples)} calibration sample(s)", file=sys.stderr)
     t0 = time.perf_counter()
+    if args.target == "cuda":
+        return _verify_cuda(compiled, proto, samples or [random_inputs(compiled._io_specs()[0])], args)
     result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=host_cflags)
     target = None
     if not on_host:
@@ -271,8 +279,27 @@ def _print_target(console, t):
         console.print(f"  {err}")
 
 
+def _verify_cuda(compiled, proto, samples, args) -> int:
+    """--target cuda: the .cu built with nvcc, run on the GPU, against onnxruntime on the CPU."""
+    from .cuda import run_and_time
+    r = run_and_time(compiled, proto, samples)
+    if args.json:
+        print(json.dumps(dict(model=compiled.name, target="cuda", **r), indent=1))
+    else:
+        for c in r["outputs"]:
+            print(f"{c['name']}: max abs error {c['max_abs']:.3g}, max error / scale {c['max_rel']:.3g}, "
+                  f"{'ok' if c['ok'] else 'MISMATCH'}")
+        print(f"{compiled.name} on the GPU: {r['samples']} sample(s), {r['ms']:.3f} ms per inference (median, CUDA "
+              f"events)\n{'PASS' if r['ok'] else 'FAIL'}")
+    return 0 if r["ok"] else 1
+
+
 def cmd_bench(args) -> int:
     from .bench import bench
+    if args.target == "cuda":
+        from .verify import random_inputs
+        compiled, proto, _ = _compile(args)
+        return _verify_cuda(compiled, proto, [random_inputs(compiled._io_specs()[0])], args)
     if args.suite:
         return _bench_suite(args)
     if args.int8:

@@ -30,7 +30,7 @@ NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shar
 BLOCK = 256
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
 PARALLEL = {"elementwise", "conv", "conv_packed", "conv_depthwise", "gemm", "gemm_packed", "pool", "concat", "copy",
-            "transpose"}
+            "transpose", "lrn", "batchnorm"}
 
 
 def _parallel(kernel) -> bool:
@@ -174,3 +174,41 @@ class CudaRunner:
 def build(compiled, flags=None) -> CudaRunner:
     sources = emit_cuda(compiled)
     return CudaRunner(build_cuda(sources, flags), compiled.name, *compiled._io_specs())
+
+
+def save(compiled, directory) -> dict[str, Path]:
+    """Write NAME.cu, NAME.h (the CUDA API) and NAME.json into `directory`."""
+    import json
+    sources = emit_cuda(compiled)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"cu": directory / f"{compiled.name}.cu", "h": directory / f"{compiled.name}.h",
+             "json": directory / f"{compiled.name}.json"}
+    paths["cu"].write_text(sources.cu)
+    paths["h"].write_text(sources.h)
+    paths["json"].write_text(json.dumps(compiled.report, indent=1, sort_keys=True) + "\n")
+    return paths
+
+
+def run_and_time(compiled, proto, samples, runs: int = 50) -> dict:
+    """Build the .cu, run every sample through it and compare with onnxruntime (CPU); time it (CUDA
+    events, the median of up to `runs` inferences that fit about 2 s, after 3 warm-ups)."""
+    from .verify import Reference, compare
+    if not gpu_present():
+        raise KilnError("no CUDA device here (nvidia-smi lists none): --target cuda can be compiled "
+                        "(kiln compile --target cuda) but not run on this machine.")
+    runner = build(compiled)
+    reference = Reference(proto)
+    worst = {}
+    for arrays in samples:
+        got = runner(*arrays)
+        want = reference({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
+        for g, (name, w) in zip(got, want.items()):
+            c = compare(name, g, w.reshape(g.shape))
+            if name not in worst or (not c.ok, c.max_rel) > (not worst[name].ok, worst[name].max_rel):
+                worst[name] = c
+    first = runner.time(3)[-1]
+    ms = runner.time(int(min(runs, max(3, 2000 / max(first, 1e-3)))))
+    runner.close()
+    return dict(ok=all(c.ok for c in worst.values()), outputs=[c.__dict__ for c in worst.values()],
+                max_rel=max(c.max_rel for c in worst.values()), ms=float(np.median(ms)), samples=len(samples))

@@ -10,6 +10,7 @@ architectures (seeded random weights) and also times PyTorch eager on the same G
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 import time
@@ -22,26 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 import codegen  # noqa: E402
 from codegen import cuda  # noqa: E402
-from codegen.verify import Reference, compare, random_inputs  # noqa: E402
+from codegen.verify import random_inputs  # noqa: E402
 
 
-def kiln_cuda(path, arrays=None, runs=50):
+def kiln_cuda(path, arrays=None):
     import onnx
     t0 = time.time()
     compiled = codegen.compile(path)
-    runner = cuda.build(compiled)
+    cuda.build_cuda(cuda.emit_cuda(compiled))
     build_s = time.time() - t0
-    specs = compiled._io_specs()[0]
-    arrays = arrays or random_inputs(specs)
-    got = runner(*arrays)
-    want = Reference(onnx.load(str(path)))({n: a for (n, _, _), a in zip(specs, arrays)})
-    errors = [compare(n, g, w.reshape(g.shape)) for g, (n, w) in zip(got, want.items())]
-    first = runner.time(3)[-1]                          # warm-up; then as many runs as fit ~2 s, 3..runs
-    ms = runner.time(int(min(runs, max(3, 2000 / max(first, 1e-3)))))
-    launches = sum(1 for line in cuda.emit_cuda(compiled).cu.splitlines() if "<<<" in line)
-    runner.close()
-    return dict(ok=all(e.ok for e in errors), max_rel=max(e.max_rel for e in errors), ms=float(np.median(ms)),
-                build_s=build_s, launches=launches)
+    r = cuda.run_and_time(compiled, onnx.load(str(path)), [arrays or random_inputs(compiled._io_specs()[0])])
+    launches = len(re.findall(r"^    layer_\w+<<<", cuda.emit_cuda(compiled).cu, re.M))
+    return dict(ok=r["ok"], max_rel=r["max_rel"], ms=r["ms"], build_s=build_s, launches=launches)
 
 
 def torch_eager(model, x, runs=50):
