@@ -33,16 +33,6 @@ PARALLEL = {"elementwise", "conv", "conv_packed", "conv_depthwise", "gemm", "gem
             "transpose", "lrn", "batchnorm"}
 
 
-WARP_OUTPUTS = 1 << 17     # fewer outputs than this (and long sums): a warp per output element fills the GPU
-
-
-def _per_warp(kernel) -> bool:
-    p = kernel.params
-    if kernel.template != "conv_packed":
-        return False
-    return p["N"] * p["M"] * p["OH"] * p["OW"] < WARP_OUTPUTS and p["C"] >= 64
-
-
 def _parallel(kernel) -> bool:
     """Whether the layer runs its CUDA kernel (else its C body on one thread)."""
     if kernel.template not in PARALLEL or kernel.cases or kernel.fails:
@@ -106,9 +96,9 @@ def emit_cuda(compiled) -> CudaSources:
         parallel = _parallel(kernel) and not layer["fails"]
         if parallel:
             body = env.get_template(f"{kernel.template}.cu.j2").render(
-                **kernel.params, per_warp=_per_warp(kernel),
-                idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
-            count = int(re.search(r"/\* threads: (\d+) \*/", body).group(1))
+                **kernel.params, idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
+            threads = body.split("\n", 1)[0].removeprefix("/* threads: ").removesuffix(" */")
+            count = int(threads)
         else:
             body, count = layer["body"], 1
         launches.append(dict(layer, args=args, body=body, threads=count, parallel=parallel,
