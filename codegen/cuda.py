@@ -97,8 +97,7 @@ def emit_cuda(compiled) -> CudaSources:
         if parallel:
             body = env.get_template(f"{kernel.template}.cu.j2").render(
                 **kernel.params, idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
-            threads = body.split("\n", 1)[0].removeprefix("/* threads: ").removesuffix(" */")
-            count = int(threads)
+            count = int(re.search(r"/\* threads: (\d+) \*/", body).group(1))
         else:
             body, count = layer["body"], 1
         launches.append(dict(layer, args=args, body=body, threads=count, parallel=parallel,
