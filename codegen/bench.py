@@ -37,6 +37,51 @@ def bench(compiled, proto, arrays=None, runs: int = 0, budget_s: float = 4.0, cf
                 ratio=kiln_ms / ref_ms, gflops=2 * macs / (kiln_ms * 1e6) if kiln_ms else 0.0, macs=macs)
 
 
+# ---- per layer: `kiln bench --layers` ---------------------------------------------------------------
+
+def layer_times(compiled, cflags=None, arrays=None, runs: int = 0, budget_s: float = 2.0, shipped: bool = True):
+    """(every layer's median time in ms, the whole model's median ms, runs) from the profiling
+    build; each profiled run alternates with a run of the shipped build, which gives the whole
+    model's time (None when not `shipped`: --tune needs the layers only)."""
+    profiled = compiled.build_profiled(cflags)
+    runner = compiled.build(cflags) if shipped else None
+    arrays = arrays or random_inputs(profiled.inputs)
+    whole_run = (lambda: runner(*arrays)) if shipped else (lambda: None)     # noqa: E731
+    for _ in range(2):                                  # warm both up
+        whole_run()
+        profiled.run_profiled(*arrays)
+    if not runs:
+        t0 = time.perf_counter()
+        whole_run()
+        profiled.run_profiled(*arrays)
+        runs = int(min(200, max(5, budget_s / max(time.perf_counter() - t0, 1e-6))))
+    layers, whole = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        whole_run()
+        whole.append(time.perf_counter() - t0)
+        layers.append(profiled.run_profiled(*arrays))
+    return np.median(layers, axis=0), 1e3 * float(np.median(whole)) if shipped else None, runs
+
+
+def layers(compiled, arrays=None, runs: int = 0, cflags=None, peak_gflops=None, budget_s: float = 4.0) -> dict:
+    """The per-layer table: each layer's median ms, share, GFLOP/s and share of the core's peak."""
+    from .peak import peak
+    ms, whole_ms, runs = layer_times(compiled, cflags, arrays, runs, budget_s)
+    top = peak(cflags, peak_gflops)
+    total = float(ms.sum())
+    rows = []
+    for layer, t in zip(compiled.report["layers"], map(float, ms)):
+        out = layer["outputs"][0]["shape"] if layer["outputs"] else []
+        gflops = 2 * layer["macs"] / (t * 1e6) if t > 0 else 0.0
+        rows.append(dict(step=layer["step"], name=layer["name"], ops=layer["ops"], kernel=layer["code"],
+                         tactic=compiled.kernels[layer["name"]].tactic, shape=out, macs=layer["macs"], ms=t,
+                         percent=100 * t / total if total else 0.0, gflops=gflops,
+                         percent_peak=100 * gflops / top["gflops"]))
+    return dict(model=compiled.name, runs=runs, layers=rows, layers_ms=total, model_ms=whole_ms,
+                peak_gflops=top["gflops"], peak_assumed=top["assumed"])
+
+
 # ---- the benchmark suite: `kiln bench --suite` ------------------------------------------------------
 
 LIGHT_ZOO = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet", "squeezenet",
@@ -68,8 +113,11 @@ def suite_paths(models_dir, only=None) -> dict:
     return paths
 
 
-def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None) -> list[dict]:
-    """Compile, check and time every suite model; one row each (an error row where a model fails)."""
+def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progress=None, per_layer: bool = False,
+              peak_gflops=None, int8: bool = False) -> list[dict]:
+    """Compile, check and time every suite model; one row each (an error row where a model fails),
+    with its per-layer table (see layers()) under "layers" when asked; int8: Kiln int8 against
+    onnxruntime int8 instead (bench_int8)."""
     import onnx
 
     import codegen
@@ -80,6 +128,9 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
         if progress:
             progress(name)
         try:
+            if int8:
+                rows.append(dict(bench_int8(path, cflags=cflags, budget_s=budget_s), model=name))
+                continue
             compiled = codegen.compile(path)
             proto = onnx.load(str(path))
             io = path.with_name(path.stem + "_io.npz")
@@ -90,11 +141,67 @@ def run_suite(models_dir, only=None, cflags=None, budget_s: float = 3.0, progres
             want = Reference(proto)({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
             errors = [compare(n, g, w) for g, (n, w) in zip(runner(*arrays), want.items())]
             row.update(model=name, ok=all(e.ok for e in errors), max_rel_error=max(e.max_rel for e in errors))
+            if per_layer:
+                row["layers"] = layers(compiled, arrays, cflags=cflags, peak_gflops=peak_gflops,
+                                       budget_s=budget_s)
         except codegen.KilnError as err:
             row = dict(model=name, error=str(err).splitlines()[0])
         rows.append(row)
     ok = [r for r in rows if "ratio" in r]
-    if ok:
+    if ok and int8:
+        rows.append(dict(model="geometric mean", ratio=float(np.exp(np.mean([np.log(r["ratio"]) for r in ok]))),
+                         int8_speedup=float(np.exp(np.mean([np.log(r["int8_speedup"]) for r in ok]))),
+                         slower=sum(r["ratio"] > 1 for r in ok), timed=len(ok)))
+    elif ok:
         rows.append(dict(model="geometric mean", ratio=float(np.exp(np.mean([np.log(r["ratio"]) for r in ok]))),
                      slower=sum(r["ratio"] > 1 for r in ok), timed=len(ok)))
     return rows
+
+
+# ---- int8: `kiln bench --int8` -------------------------------------------------------------------
+
+def quantize_with_onnxruntime(proto, samples, input_names):
+    """The model as onnxruntime's quantize_static writes it: QDQ, int8 activations and weights,
+    weights per channel, calibrated on `samples` (min/max)."""
+    import os
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([dict(zip(input_names, s)) for s in samples])
+
+        def get_next(self):
+            return next(self.it, None)
+    with tempfile.TemporaryDirectory(prefix="kiln-") as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(proto, src)
+        quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return onnx.load(dst)
+
+
+def bench_int8(model, samples=None, method: str = "minmax", cflags=None, budget_s: float = 3.0, **options) -> dict:
+    """Kiln int8 against onnxruntime running the same model quantised by quantize_static (1 thread),
+    and Kiln float32 against onnxruntime float32, in one run. `samples` calibrate both quantisers
+    (default: 8 seeded random inputs); the first is the timed input."""
+    import logging
+
+    import codegen
+    from .frontend import load_proto
+    proto, _ = load_proto(model)
+    kiln32 = codegen.compile(model, **options)
+    specs = kiln32._io_specs()[0]
+    samples = samples or [random_inputs(specs, seed) for seed in range(8)]
+    logging.getLogger().setLevel(logging.ERROR)          # quantize_static's advice on pre-processing
+    ort8 = quantize_with_onnxruntime(proto, samples, [n for n, _, _ in specs])
+    kiln8 = codegen.compile(model, calibration=samples, int8=method, **options)
+    q = bench(kiln8, ort8, samples[0], cflags=cflags, budget_s=budget_s)
+    f = bench(kiln32, proto, samples[0], cflags=cflags, budget_s=budget_s)
+    return dict(model=kiln32.name, kiln_int8_ms=q["kiln_ms"], ort_int8_ms=q["reference_ms"], kiln_float_ms=f["kiln_ms"],
+                ort_float_ms=f["reference_ms"], ratio=q["kiln_ms"] / q["reference_ms"],
+                int8_speedup=f["kiln_ms"] / q["kiln_ms"], weight_bytes=kiln8.sources.weight_bytes,
+                float_weight_bytes=kiln32.sources.weight_bytes, arena_bytes=kiln8.plan.arena_bytes,
+                float_arena_bytes=kiln32.plan.arena_bytes, runs=q["runs"])

@@ -32,19 +32,24 @@ def default_cflags() -> list[str]:
     return shlex.split(env) if env else list(DEFAULT_CFLAGS)
 
 
-def build_shared(name: str, c_source: str, h_source: str, cflags=None) -> Path:
-    """Build NAME.c/.h into a shared library and return its path (reused when nothing changed)."""
+def build_shared(name: str, c_source: str, h_source: str, cflags=None, extra: dict[str, str] | None = None) -> Path:
+    """Build NAME.c/.h (and the `extra` {file name: C source} files) into a shared library and
+    return its path (reused when nothing changed)."""
     cflags = default_cflags() if cflags is None else list(cflags)
     cc = compiler()
-    key = hashlib.sha256("\0".join([cc, *cflags, c_source, h_source]).encode()).hexdigest()[:24]
+    extra = extra or {}
+    texts = [cc, *cflags, c_source, h_source, *(t for item in sorted(extra.items()) for t in item)]
+    key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:24]
     lib = cache_dir() / f"{name}-{key}.so"
     if lib.exists():
         return lib
     with tempfile.TemporaryDirectory(prefix="kiln-") as tmp:
         (Path(tmp) / f"{name}.c").write_text(c_source)
         (Path(tmp) / f"{name}.h").write_text(h_source)
+        for file, text in extra.items():
+            (Path(tmp) / file).write_text(text)
         out = Path(tmp) / "lib.so"
-        cmd = [cc, *WARNINGS, *cflags, "-fPIC", "-shared", f"{name}.c", "-o", str(out), "-lm"]
+        cmd = [cc, *WARNINGS, *cflags, "-fPIC", "-shared", f"{name}.c", *extra, "-o", str(out), "-lm"]
         result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if result.returncode:
             raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")

@@ -1,7 +1,8 @@
 """Activation statistics from calibration data: the reference runs the original model with every
-intermediate tensor exposed, and each float tensor gets its per-channel mean (axis 1), min and max.
-`Calibration.activations` gives a tensor's values over all samples, computed on first use. Used by
-channel pruning (mean replacement and weight reconstruction) and, later, by int8 calibration."""
+intermediate tensor exposed, and each float tensor (graph inputs included) gets its per-channel mean
+(axis 1), min, max and smallest magnitude. `Calibration.activations` gives a tensor's values over all
+samples, computed on first use; `Calibration.outputs` streams them one sample at a time. Used by
+channel pruning (mean replacement and weight reconstruction) and by int8 ranges (ranges.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class Stats:
     mean: np.ndarray      # per channel (axis 1), or one value for tensors of rank < 2
     min: float
     max: float
+    absmin: float         # the smallest |x|: where onnxruntime's histogram of |x| starts (ranges.py)
 
 
 def load_samples(calibration, input_specs) -> list[list[np.ndarray]]:
@@ -47,28 +49,33 @@ class Calibration:
 
     def activations(self, name: str) -> np.ndarray | None:
         if name not in self._cache:
-            from .verify import Reference
-            if name in self.input_names:
-                parts = [s[self.input_names.index(name)] for s in self.samples]
-            else:
-                reference = Reference(self.proto, [name])
-                if name not in reference.output_names:
-                    return None
-                parts = [reference(dict(zip(self.input_names, s)))[name] for s in self.samples]
-            self._cache[name] = np.concatenate([np.asarray(p) for p in parts], axis=0)
+            parts = [values[name] for values in self.outputs([name]) if name in values]
+            if not parts:
+                return None
+            self._cache[name] = np.concatenate(parts, axis=0)
         return self._cache[name]
+
+    def outputs(self, names):
+        """Yields, sample by sample, {name: value} for those of `names` that are graph inputs or
+        tensors the reference can expose: one sample's tensors in memory at a time."""
+        return run_samples(self.proto, self.samples, self.input_names, names)
+
+
+def run_samples(proto: onnx.ModelProto, samples, input_names, names):
+    from .verify import Reference
+    inner = [n for n in names if n not in input_names]
+    reference = Reference(proto, inner) if inner else None
+    for sample in samples:
+        feeds = dict(zip(input_names, sample))
+        values = {**reference(feeds), **feeds} if reference else feeds
+        yield {n: np.asarray(values[n]) for n in names if n in values}
 
 
 def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, Stats]:
-    from .verify import Reference
-    names = [o for n in proto.graph.node for o in n.output if o]
-    reference = Reference(proto, names)
-    sums, counts, lows, highs = {}, {}, {}, {}
-    for sample in samples:
-        feeds = {n: a for n, a in zip(input_names, sample)}
-        values = {**feeds, **reference(feeds)}
+    names = list(input_names) + [o for n in proto.graph.node for o in n.output if o]
+    sums, counts, lows, highs, smallest = {}, {}, {}, {}, {}
+    for values in run_samples(proto, samples, input_names, names):
         for name, arr in values.items():
-            arr = np.asarray(arr)
             if arr.dtype.kind != "f" or arr.size == 0:
                 continue
             per = arr.astype(np.float64).swapaxes(0, 1).reshape(arr.shape[1], -1) if arr.ndim >= 2 \
@@ -77,11 +84,5 @@ def activation_stats(proto: onnx.ModelProto, samples, input_names) -> dict[str, 
             counts[name] = counts.get(name, 0) + per.shape[1]
             lows[name] = min(lows.get(name, np.inf), float(arr.min()))
             highs[name] = max(highs.get(name, -np.inf), float(arr.max()))
-    return {n: Stats(sums[n] / counts[n], lows[n], highs[n]) for n in sums}
-
-
-def activation_ranges(calibration: Calibration, names, method: str = "minmax", percentile: float = 99.99) -> dict:
-    """{name: (lo, hi)} for the tensors of `names` the calibration saw."""
-    if method != "minmax":
-        raise KilnError(f"calibration method {method!r} is not available")
-    return {n: (calibration.stats[n].min, calibration.stats[n].max) for n in names if n in calibration.stats}
+            smallest[name] = min(smallest.get(name, np.inf), float(np.abs(arr).min()))
+    return {n: Stats(sums[n] / counts[n], lows[n], highs[n], smallest[n]) for n in sums}

@@ -8,15 +8,22 @@ import sys
 import time
 
 from .errors import KilnError
+from .targets import TARGETS
 
-TARGETS = ("c",)    # cortex-m4, cortex-m0plus and cuda arrive with their issues
+CALIBRATION_CHECKS = 16     # verify --int8 without --inputs: the calibration samples it checks
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("model", nargs="?", help="the ONNX model file")
     common.add_argument("--name", help="C name prefix (default: from the file name)")
-    common.add_argument("--target", default="c", help="c (default)")
+    common.add_argument("--target", default="c", choices=TARGETS,
+                        help="c (default: the host), or a Cortex-M core: verify then also runs the C there, "
+                             "under QEMU (cortex-m0plus and cortex-m3 have no FPU: int8 only)")
+    common.add_argument("--ram-limit", metavar="SIZE",
+                        help="refuse the model when its arena plus an estimated stack exceeds SIZE (e.g. 64K)")
+    common.add_argument("--flash-limit", metavar="SIZE",
+                        help="refuse the model when its weights exceed SIZE (e.g. 512K)")
     common.add_argument("--input-shape", action="append", default=[], metavar="NAME=DIMS",
                         help="fix an input's shape, e.g. data=1x3x224x224 (repeatable)")
     common.add_argument("-O", dest="opt_level", type=int, default=2, choices=(0, 1, 2),
@@ -45,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--weights-encoding", choices=("string", "hex"), default="string",
                         help="string (default: one string literal, fastest to compile) or hex "
                              "(uint32 words, for compilers that cap string literal length)")
+    common.add_argument("--tune", action="store_true",
+                        help="time every kernel (tactic) of each layer that has several on this machine and "
+                             "keep the fastest; the choices and times go into the report")
+    common.add_argument("--tactics", metavar="FILE",
+                        help="replay tactic choices without timing: a NAME.json or a {layer: tactic} JSON")
     common.add_argument("--cflags", help="compiler flags for building (default: -O3 -march=native, "
                                          "or $KILN_CFLAGS)")
     p = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models to one self-contained C file.")
@@ -53,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default=".", help="output directory (default: .)")
     v = sub.add_parser("verify", parents=[common], help="build, run and compare with onnxruntime")
     v.add_argument("--inputs", help=".npz of inputs (by input name; 'y'/'labels' for accuracy)")
-    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges")
+    v.add_argument("--layers", action="store_true", help="compare every layer and name the first that diverges; "
+                                                         "with a Cortex-M target, count each layer's instructions")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     b = sub.add_parser("bench", parents=[common], help="time the C against onnxruntime (1 thread)")
     b.add_argument("--inputs", help=".npz of inputs")
@@ -65,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="where the suite's PyTorch exports are (default bench_models/)")
     b.add_argument("--only", help="comma-separated suite model names")
     b.add_argument("--json-out", metavar="FILE", help="with --suite: also write the rows as JSON")
+    b.add_argument("--layers", action="store_true",
+                   help="time every layer (a profiling build): ms, share, GFLOP/s and share of the core's peak")
+    b.add_argument("--top", type=int, default=0, metavar="N", help="with --layers: only the N slowest layers")
+    b.add_argument("--peak-gflops", type=float, metavar="X",
+                   help="with --layers: the core's peak GFLOP/s (default: worked out from the target and clock)")
     pr = sub.add_parser("prune-report", parents=[common],
                         help="sweep magnitude and channel pruning: size, MACs, error, accuracy")
     pr.add_argument("--inputs", help=".npz of inputs ('y'/'labels' for accuracy)")
@@ -79,20 +97,49 @@ def _compile(args):
     from .frontend import load_proto
     if not args.model:
         raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
-    if args.target not in TARGETS:
-        raise KilnError(f"--target {args.target!r} is not available yet; this build supports: {', '.join(TARGETS)}.")
+    if args.tune and args.tactics:
+        raise KilnError("--tune times the tactics and --tactics replays them: give one of the two.")
+    limits = _limits(args)
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
-    compiled = kiln_compile(proto if args.name else args.model, name=args.name, input_shapes=args.input_shape,
-                            opt_level=args.opt_level, disable_passes=args.disable_pass,
-                            prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
-                            prune_scope=args.prune_scope, prune_channels=args.prune_channels,
-                            calibration=args.calibration,
-                            int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
-                            max_arena_bytes=args.max_arena_bytes,
-                            max_weight_bytes=args.max_weight_bytes,
-                            weights_encoding=args.weights_encoding)
+    options = dict(name=args.name, input_shapes=args.input_shape,
+                   opt_level=args.opt_level, disable_passes=args.disable_pass,
+                   prune_threshold=args.prune_threshold, prune_sparsity=args.prune_sparsity,
+                   prune_scope=args.prune_scope, prune_channels=args.prune_channels,
+                   calibration=args.calibration,
+                   int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
+                   max_arena_bytes=args.max_arena_bytes,
+                   max_weight_bytes=args.max_weight_bytes,
+                   weights_encoding=args.weights_encoding)
+    model = proto if args.name else args.model
+    if args.tune:
+        from .tune import tune
+        compiled = tune(model, cflags=_cflags(args), progress=lambda m: print(f"kiln: {m}", file=sys.stderr),
+                        **options)
+        _print_tuning(compiled)
+    else:
+        compiled = kiln_compile(model, tactics=args.tactics, **options)
+    from .limits import check_limits
+    from .targets.cortex_m import check_target
+    check_target(args.target, compiled)
+    check_limits(compiled, *limits)
     return compiled, proto, time.perf_counter() - t0
+
+
+def _limits(args):
+    from .limits import parse_size
+    return (parse_size(args.ram_limit, "--ram-limit") if args.ram_limit else None,
+            parse_size(args.flash_limit, "--flash-limit") if args.flash_limit else None)
+
+
+def _print_tuning(compiled) -> None:
+    """One line to stderr: what --tune changed and what it gained, by the measured layer times."""
+    tactics = compiled.tactics.values()
+    default = sum(t["ms"][t["candidates"][0]] for t in tactics)
+    tuned = sum(t["ms"][t["chosen"]] for t in tactics)
+    changed = sum(t["chosen"] != t["candidates"][0] for t in tactics)
+    print(f"kiln: tuned {len(tactics)} layer(s) with several kernels, {changed} changed from the default: "
+          f"{default:.3f} ms -> {tuned:.3f} ms (the sum of their median times)", file=sys.stderr)
 
 
 def _cflags(args):
@@ -112,25 +159,51 @@ def main(argv=None) -> int:
 
 def cmd_compile(args) -> int:
     compiled, _, seconds = _compile(args)
+    if args.target == "cuda":
+        from .cuda import save
+        paths = save(compiled, args.output)
+        print(f"wrote {paths['cu']}, {paths['h']}, {paths['json']} in {seconds:.2f} s; build it with "
+              f"nvcc -O3 -arch=sm_90 -Xcompiler -fPIC --shared {compiled.name}.cu")
+        return 0
     paths = compiled.save(args.output)
     r = compiled.report
     print(f"wrote {paths['c']}, {paths['h']}, {paths['json']} in {seconds:.2f} s: {len(r['layers'])} layers, "
-          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes")
+          f"arena {r['arena_bytes']} bytes (lower bound {r['arena_lower_bound']}), weights {r['weight_bytes']} bytes"
+          + (f" (float32: arena {r['float32']['arena_bytes']}, weights {r['float32']['weight_bytes']})"
+             if "float32" in r else ""))
+    if args.target != "c":
+        from .targets.cortex_m import CFLAGS, CORES
+        print(f"for {args.target}: arm-none-eabi-gcc {' '.join(CORES[args.target].flags + CFLAGS)} -c "
+              f"{compiled.name}.c (weights in .rodata, the arena in .bss)")
     return 0
 
 
 def cmd_verify(args) -> int:
-    from .verify import load_inputs, verify
+    from .verify import load_inputs, random_inputs, verify
     compiled, proto, seconds = _compile(args)
+    on_host = args.target == "c"            # with a target, --cflags are for the cross compiler
+    host_cflags = _cflags(args) if on_host else None
     samples, labels = (None, None)
     if args.inputs:
-        samples, labels = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)
+        samples, labels = load_inputs(args.inputs, compiled.build(host_cflags).inputs)
+    elif args.int8 and args.calibration:    # random normal inputs would lie outside the calibrated ranges
+        samples = load_inputs(args.calibration, compiled._io_specs()[0])[0][:CALIBRATION_CHECKS]
+        print(f"kiln: no --inputs: checking on the first {len(samples)} calibration sample(s)", file=sys.stderr)
     t0 = time.perf_counter()
-    result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=_cflags(args))
+    if args.target == "cuda":
+        return _verify_cuda(compiled, proto, samples or [random_inputs(compiled._io_specs()[0])], args)
+    result = verify(compiled, proto, samples, labels, layers=args.layers, cflags=host_cflags)
+    target = None
+    if not on_host:
+        from .targets.cortex_m import verify_on_target
+        target = verify_on_target(compiled, proto, samples or [random_inputs(compiled._io_specs()[0])], args.target,
+                                  _cflags(args), layers=args.layers)
+        _check_measured(target, *_limits(args))
+    ok = result.ok and (target is None or target["ok"])
     if args.json:
         print(json.dumps(dict(model=compiled.name, compile_s=seconds, check_s=time.perf_counter() - t0,
-                              **result.as_dict()), indent=1))
-        return 0 if result.ok else 1
+                              **result.as_dict(), **({"target": target} if target else {}), all_ok=ok), indent=1))
+        return 0 if ok else 1
     from rich.console import Console
     from rich.table import Table
     console = Console()
@@ -147,6 +220,10 @@ def cmd_verify(args) -> int:
                       ("all bit-exact" if i["exact"] else
                        f"first mismatch in {bad['layer']!r} ({bad['op']}): {bad['mismatches']} of {bad['of']} "
                        f"elements, off by up to {bad['max_diff']}"))
+    for name, d in (result.lsb or {}).items():
+        console.print(f"{name}: {100 * d['within_1']:.2f}% of elements within one quantisation step "
+                      f"({d['step']:.3g}) of {result.reference}, {100 * d['exact']:.2f}% identical, "
+                      f"at most {d['max']:.2f} steps off")
     if result.accuracy:
         a = result.accuracy
         console.print(f"accuracy: kiln {100 * a['kiln']:.2f}%, {result.reference} {100 * a['reference']:.2f}%, "
@@ -158,19 +235,88 @@ def cmd_verify(args) -> int:
                           f"max abs error {first['max_abs']:.3g}")
         else:
             console.print(f"all {result.first_bad_layer['compared']} compared layers agree")
-    console.print("PASS" if result.ok else "FAIL")
-    return 0 if result.ok else 1
+    if target:
+        _print_target(console, target)
+    console.print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def _check_measured(t, ram_limit, flash_limit):
+    """With a target build the sizes are known: check them, not the estimates, against the limits."""
+    for what, have, limit in (("RAM", t["ram_bytes"], ram_limit), ("flash", t["flash_bytes"], flash_limit)):
+        if limit is not None and have > limit:
+            t["ok"] = False
+            t.setdefault("errors", []).append(f"{what} {have:,} bytes measured on {t['target']}, over the "
+                                              f"--{what.lower()}-limit {limit:,}")
+
+
+def _print_target(console, t):
+    m = t["model_sections"]
+    console.print(f"{t['target']} (qemu-system-arm -M {t['board']}), {t['samples']} sample(s): outputs "
+                  f"{'bit-identical to' if t['bit_identical_to_host'] else 'DIFFERENT from'} the host build "
+                  f"({t['host_build']})")
+    for c in t["outputs"]:
+        console.print(f"  {c['name']}: max abs error vs onnxruntime {c['max_abs']:.3g} "
+                      f"(/ scale {c['max_rel']:.3g}){'' if c['ok'] else ' MISMATCH'}")
+    console.print("  first sample's outputs on the target: "
+                  + "; ".join(", ".join(f"{x:.6g}" for x in o) for o in t["first_outputs"]))
+    console.print(f"  flash {t['flash_bytes']:,} bytes: code {m['code']:,} + weights {m['weights']:,} + data "
+                  f"{m['data']:,} (kiln's weights: {t['kiln_weight_bytes']:,}); the whole test program "
+                  f"{t['program']['flash']:,}")
+    console.print(f"  RAM {t['ram_bytes']:,} bytes: bss {m['bss']:,} (kiln's arena: {t['kiln_arena_bytes']:,}) + "
+                  f"data {m['data']:,} + stack high-water mark {t['stack_bytes']:,}")
+    n = t["instructions"]
+    console.print("  instructions per inference: " + (f"{n:,} (to 40; SysTick under qemu -icount)" if n is not None
+                                                     else "over 671 million, not counted"))
+    for layer in t["layers"] or []:
+        n, macs = layer["instructions"], layer["macs"]
+        console.print(f"    {n:>12,} instructions" + (f" ({n / macs:5.2f} per MAC)" if macs else " " * 16) +
+                      f"  {layer['layer']} ({' + '.join(layer['ops'])})")
+    for name, good in t["checks"].items():
+        if not good:
+            console.print(f"  check failed: {name.replace('_', ' ')}")
+    for err in t.get("errors", []):
+        console.print(f"  {err}")
+
+
+def _verify_cuda(compiled, proto, samples, args) -> int:
+    """--target cuda: the .cu built with nvcc, run on the GPU, against onnxruntime on the CPU."""
+    from .cuda import run_and_time
+    r = run_and_time(compiled, proto, samples)
+    if args.json:
+        print(json.dumps(dict(model=compiled.name, target="cuda", **r), indent=1))
+    else:
+        for c in r["outputs"]:
+            print(f"{c['name']}: max abs error {c['max_abs']:.3g}, max error / scale {c['max_rel']:.3g}, "
+                  f"{'ok' if c['ok'] else 'MISMATCH'}")
+        print(f"{compiled.name} on the GPU: {r['samples']} sample(s), {r['ms']:.3f} ms per inference (median, CUDA "
+              f"events)\n{'PASS' if r['ok'] else 'FAIL'}")
+    return 0 if r["ok"] else 1
 
 
 def cmd_bench(args) -> int:
     from .bench import bench
+    if args.target == "cuda":
+        from .verify import random_inputs
+        compiled, proto, _ = _compile(args)
+        return _verify_cuda(compiled, proto, [random_inputs(compiled._io_specs()[0])], args)
     if args.suite:
         return _bench_suite(args)
+    if args.int8:
+        return _bench_int8(args)
     from .verify import load_inputs
     compiled, proto, _ = _compile(args)
     arrays = None
     if args.inputs:
         arrays = load_inputs(args.inputs, compiled.build(_cflags(args)).inputs)[0][0]
+    if args.layers:
+        from .bench import layers
+        r = layers(compiled, arrays, runs=args.runs, cflags=_cflags(args), peak_gflops=args.peak_gflops)
+        if args.json:
+            print(json.dumps(r, indent=1))
+        else:
+            _print_layers(r, args.top)
+        return 0
     r = bench(compiled, proto, arrays, runs=args.runs, cflags=_cflags(args))
     if args.json:
         print(json.dumps(r, indent=1))
@@ -180,6 +326,50 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_int8(args) -> int:
+    """Kiln int8 vs onnxruntime int8 (quantize_static QDQ) and Kiln float32 vs onnxruntime float32."""
+    from .bench import bench_int8
+    from .verify import load_inputs
+    if not args.model:
+        raise KilnError("kiln bench --int8 needs a MODEL (an .onnx file), or --suite.")
+    samples = None
+    if args.calibration:
+        from . import compile as kiln_compile
+        specs = kiln_compile(args.model, input_shapes=args.input_shape).build(_cflags(args)).inputs
+        samples = load_inputs(args.calibration, specs)[0]
+    r = bench_int8(args.model, samples, args.calibration_method, cflags=_cflags(args), input_shapes=args.input_shape)
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        print(f"{r['model']}: kiln int8 {r['kiln_int8_ms']:.3f} ms, onnxruntime int8 {r['ort_int8_ms']:.3f} ms "
+              f"(ratio {r['ratio']:.2f}); kiln float32 {r['kiln_float_ms']:.3f} ms, onnxruntime float32 "
+              f"{r['ort_float_ms']:.3f} ms; int8 is {r['int8_speedup']:.2f}x kiln float32; weights "
+              f"{r['weight_bytes']:,} B (float32 {r['float_weight_bytes']:,}), arena {r['arena_bytes']:,} B "
+              f"(float32 {r['float_arena_bytes']:,}); median of {r['runs']} runs")
+    return 0
+
+
+def _print_layers(r: dict, top: int = 0) -> None:
+    """The per-layer table of bench.layers(), the slowest `top` layers only when top > 0."""
+    from rich.console import Console
+    from rich.table import Table
+    rows = sorted(r["layers"], key=lambda row: -row["ms"])[:top] if top > 0 else r["layers"]
+    table = Table(title=f"{r['model']}: time per layer, median of {r['runs']} runs" +
+                  (f" (the {len(rows)} slowest)" if top > 0 else ""))
+    for col in ("#", "layer", "op(s)", "kernel", "output shape", "MACs", "ms", "%", "GFLOP/s", "% of peak"):
+        table.add_column(col, justify="left" if col in ("layer", "op(s)", "kernel") else "right")
+    for row in rows:
+        kernel = row["kernel"] + (f" ({row['tactic']})" if row["tactic"] else "")
+        table.add_row(str(row["step"]), row["name"], "+".join(row["ops"]), kernel,
+                      "x".join(map(str, row["shape"])), f"{row['macs']:,}", f"{row['ms']:.4f}", f"{row['percent']:.1f}",
+                      f"{row['gflops']:.1f}" if row["macs"] else "", f"{row['percent_peak']:.1f}" if row["macs"] else "")
+    console = Console()
+    console.print(table)
+    console.print(f"sum of the layers {r['layers_ms']:.3f} ms; whole model {r['model_ms']:.3f} ms (the shipped build, "
+                  "with the call from Python)")
+    console.print(f"peak {r['peak_gflops']:.1f} GFLOP/s per core: {r['peak_assumed']}")
+
+
 def _bench_suite(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -187,8 +377,10 @@ def _bench_suite(args) -> int:
     from .bench import run_suite
     console = Console(stderr=True)
     only = args.only.split(",") if args.only else None
-    rows = run_suite(args.models_dir, only, cflags=_cflags(args),
-                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"))
+    rows = run_suite(args.models_dir, only, cflags=_cflags(args), per_layer=args.layers, peak_gflops=args.peak_gflops,
+                     progress=lambda name: console.print(f"[dim]{name}...[/dim]"), int8=args.int8)
+    if args.int8:
+        return _int8_table(rows, args)
     table = Table(title="Kiln vs onnxruntime (1 thread), median latency")
     for col in ("model", "kiln ms", "onnxruntime ms", "ratio", "GFLOP/s", "max error / scale"):
         table.add_column(col, justify="left" if col == "model" else "right")
@@ -201,10 +393,37 @@ def _bench_suite(args) -> int:
         else:
             table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"slower on {r['slower']} of {r['timed']}")
     Console().print(table)
+    for r in rows:
+        if "layers" in r:
+            _print_layers(r["layers"], args.top)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(rows, f, indent=1)
     return 0 if all(r.get("ok", True) for r in rows) else 1
+
+
+def _int8_table(rows, args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title="Kiln int8 vs onnxruntime int8 (quantize_static QDQ, 1 thread), median latency")
+    for col in ("model", "kiln int8 ms", "onnxruntime int8 ms", "ratio", "kiln float32 ms", "int8 speed-up",
+                "weights int8 / float32"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["model"], "-", "-", "-", "-", "-", r["error"][:60])
+        elif "kiln_int8_ms" in r:
+            table.add_row(r["model"], f"{r['kiln_int8_ms']:.3f}", f"{r['ort_int8_ms']:.3f}", f"{r['ratio']:.2f}",
+                          f"{r['kiln_float_ms']:.3f}", f"{r['int8_speedup']:.2f}",
+                          f"{r['weight_bytes']:,} / {r['float_weight_bytes']:,}")
+        else:
+            table.add_row(r["model"], "", "", f"{r['ratio']:.2f}", "", f"{r['int8_speedup']:.2f}",
+                          f"slower on {r['slower']} of {r['timed']}")
+    Console().print(table)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
 
 
 def cmd_inspect(args) -> int:
@@ -227,6 +446,11 @@ def cmd_inspect(args) -> int:
     console.print(table)
     console.print(f"arena {r['arena_bytes']:,} bytes (lower bound {r['arena_lower_bound']:,}), "
                   f"weights {r['weight_bytes']:,} bytes, {r['macs']:,} MACs")
+    if "float32" in r:
+        f = r["float32"]
+        console.print(f"int8 vs float32: weights {r['weight_bytes']:,} vs {f['weight_bytes']:,} bytes "
+                      f"({f['weight_bytes'] / max(1, r['weight_bytes']):.2f}x smaller), arena {r['arena_bytes']:,} vs "
+                      f"{f['arena_bytes']:,} bytes ({f['arena_bytes'] / max(1, r['arena_bytes']):.2f}x smaller)")
     for p in r["passes"]:
         console.print(f"pass {p['name']}: {p['nodes_before']} -> {p['nodes_after']} nodes, weights "
                       f"{p['weight_bytes_before']:,} -> {p['weight_bytes_after']:,} bytes" +

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import build as build_mod
 from . import emit as emit_mod
-from . import frontend, ops, passes, plan as plan_mod
+from . import frontend, ops, passes, plan as plan_mod, tune as tune_mod
 from .errors import KilnError, LimitError
 from .ir import Graph
 from .names import c_identifier
@@ -28,6 +28,8 @@ class CompiledModel:
     sources: emit_mod.Sources
     options: dict = field(default_factory=dict)
     passes: list = field(default_factory=list)     # per pass: nodes before/after and what it did
+    float32: dict | None = None     # an int8 model: the same model's sizes compiled in float32
+    tactic_ms: dict = field(default_factory=dict)  # --tune's timings: {layer: {tactic: ms}}
 
     @property
     def name(self) -> str:
@@ -51,10 +53,20 @@ class CompiledModel:
                                              + sum(a.size for a in k.consts.values())),
                 code="view" if k.alias and node.name not in plan.copies else k.template))
         return dict(name=self.name, opset=g.opset, options=self.options, passes=self.passes, layers=layers,
+                    tactics=self.tactics,
                     arena_bytes=plan.arena_bytes,
                     arena_lower_bound=plan.lower_bound, weight_bytes=self.sources.weight_bytes,
                     macs=sum(layer["macs"] for layer in layers),
-                    inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs])
+                    inputs=[_io(g, n) for n in g.inputs], outputs=[_io(g, n) for n in g.outputs],
+                    **({"float32": self.float32} if self.float32 else {}))
+
+    @property
+    def tactics(self) -> dict:
+        """{layer: {"chosen": tactic, "candidates": [default, ...], "ms": {tactic: ms} when tuned}} for
+        every layer with several kernels; replayable by compile(tactics=...)."""
+        return {name: dict(chosen=k.tactic, candidates=list(k.tactics),
+                           **({"ms": self.tactic_ms[name]} if name in self.tactic_ms else {}))
+                for name, k in self.kernels.items() if k.tactic}
 
     def save(self, directory) -> dict[str, Path]:
         """Write NAME.c, NAME.h and NAME.json into `directory`, each atomically."""
@@ -88,6 +100,17 @@ class CompiledModel:
         specs = [(tuple(v.shape), np.dtype(v.dtype)) if v is not None else (None, None) for v in probe_values]
         return Runner(lib, self.name, *self._io_specs(), probes=specs), probe_values
 
+    def build_profiled(self, cflags=None) -> Runner:
+        """A build whose NAME_run also records when each layer starts: see Runner.run_profiled."""
+        from .emit import RUNTIME_C
+        sources = emit_mod.emit(self.graph, self.kernels, self.plan, self.options, profile=True)
+        marks = len(self.graph.nodes) + 1
+        lib = build_mod.build_shared(self.name, sources.c, sources.h,
+                                     [*(build_mod.default_cflags() if cflags is None else cflags),
+                                      f"-DKILN_PROFILE_MARKS={marks}"],
+                                     extra={"kiln_profile.c": (RUNTIME_C / "kiln_profile.c").read_text()})
+        return Runner(lib, self.name, *self._io_specs(), marks=marks)
+
     def _io_specs(self):
         g = self.graph
         spec = lambda n: (n, tuple(g.values[n].shape), np.dtype(g.values[n].dtype))   # noqa: E731
@@ -108,7 +131,7 @@ def _io(g: Graph, name: str) -> dict:
 def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
             prune_channels: float | None = None, calibration=None, int8: str | None = None,
-            percentile: float = 99.99, weights_encoding: str = "string",
+            percentile: float = 99.99, weights_encoding: str = "string", tactics=None,
             max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31) -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
@@ -120,7 +143,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     int8: quantise to int8 with ranges from `calibration` by this method ("minmax", "percentile"
     [percentile], "entropy"); a model with QuantizeLinear/DequantizeLinear pairs (QDQ) is compiled
     to integers with its own parameters without it;
-    weights_encoding: "string" (one string literal) or "hex" (uint32 words); max_arena_bytes and
+    weights_encoding: "string" (one string literal) or "hex" (uint32 words); tactics: {layer: tactic}
+    for layers with several kernels (see codegen.tune; a NAME.json's "tactics" works too); max_arena_bytes and
     max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
@@ -156,7 +180,7 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:
         graph.name = c_identifier(name, "model")
-    kernels = ops.lower(graph)
+    kernels = ops.lower(graph, tune_mod.tactic_names(tactics))
     plan = plan_mod.make_plan(graph, kernels)
     if plan.arena_bytes > max_arena_bytes:
         top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]
@@ -170,4 +194,12 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     if sources.weight_bytes > max_weight_bytes:
         raise LimitError(f"the weights need {sources.weight_bytes:,} bytes, over the limit of {max_weight_bytes:,} "
                          "(--max-weight-bytes).")
-    return CompiledModel(graph, kernels, plan, sources, shown, pass_report)
+    float32 = None
+    if (options.get("int8") or options.get("qdq")) and "quantize" not in disable_passes:   # float sizes, for the report
+        plain = compile(model, input_shapes=input_shapes, opt_level=opt_level,
+                        disable_passes=sorted(set(disable_passes) | {"quantize"}), prune_threshold=prune_threshold,
+                        prune_sparsity=prune_sparsity, prune_scope=prune_scope, prune_channels=prune_channels,
+                        calibration=calibration if prune_channels else None, weights_encoding=weights_encoding)
+        float32 = dict(weight_bytes=plain.sources.weight_bytes, arena_bytes=plain.plan.arena_bytes,
+                       arena_lower_bound=plain.plan.lower_bound)
+    return CompiledModel(graph, kernels, plan, sources, shown, pass_report, float32)

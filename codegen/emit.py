@@ -58,6 +58,13 @@ def used_helpers(code: str) -> str:
     return "".join("\n" + text for name, text in helpers.items() if name in used)
 
 
+def _runtime(code: str) -> str:
+    """The runtime header, the vector primitives when `code` uses them (their intrinsics headers are
+    slow to parse), and the helper functions `code` calls."""
+    simd = (RUNTIME_C / "kiln_simd.h").read_text() if re.search(r"\bkiln_v|\bKILN_TILE", code) else ""
+    return (RUNTIME_C / "kiln_runtime.h").read_text() + simd + used_helpers(code)
+
+
 @dataclass
 class Sources:
     name: str
@@ -115,7 +122,11 @@ def _env() -> jinja2.Environment:
 WEIGHT_ENCODINGS = ("string", "hex")
 
 
-def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False) -> Sources:
+def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, probes: bool = False,
+         profile: bool = False, context: bool = False) -> Sources | dict:
+    """probes: also NAME_run_probed, which copies out every layer's output; profile: NAME_run calls
+    kiln_profile_mark(i) as layer i starts (see runtime_c/kiln_profile.c); context: the values the
+    templates render instead of the C (the CUDA backend renders the same layers its own way)."""
     env = _env()
     name = graph.name
     weights = _Weights()
@@ -172,7 +183,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
             render({}) + ("    return 0;\n" if kernel.fails else "")
         outs = [a for a in args if a["is_out"]]
         layers.append(dict(
-            step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}",
+            step=step, func=f"layer_{step}_{c_identifier(node.name, node.op.lower())}", kernel=kernel, splat=splat,
             ops=" + ".join(f'{op} "{c_comment(name)}"' for op, name in node.sources), math=kernel.math,
             args=args, body=body, alias_only=alias_only, fails=bool(kernel.cases) or kernel.fails,
             io=[f'{c_comment(a["value"].name)} {c_type(a["value"].dtype)[0]}{list(a["value"].shape)} '
@@ -183,13 +194,15 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         opset=graph.opset, options=c_comment(str(sorted(options.items()))), layers=layers,
         arena_bytes=plan.arena_bytes, lower_bound=plan.lower_bound, weight_bytes=weights.size,
         timeline=[c_comment(line) for line in plan.timeline()], members=MEMBERS, align=ALIGN,
-        probes=probes,
+        probes=probes, profile=profile,
         inputs=[_io(graph, n) for n in graph.inputs], outputs=[_io(graph, n) for n in graph.outputs],
-        runtime=(RUNTIME_C / "kiln_runtime.h").read_text() + used_helpers("".join(la["body"] for la in layers)),
+        runtime=_runtime("".join(la["body"] for la in layers)),
     )
     if weights.size:
         first, ctx["weights_init"] = weights.initializer(options.get("weights_encoding", "string"))
         ctx["weight_members"] = sorted(MEMBERS, key=lambda m: m[0] != first)   # the initialised one first
+    if context:
+        return ctx
     c = env.get_template("model.c.j2").render(**ctx)
     h = env.get_template("model.h.j2").render(**ctx)
     return Sources(name, c, h, weights.size)

@@ -266,6 +266,7 @@ def load(model, input_shapes=None) -> Graph:
     proto_copy = onnx.ModelProto()
     proto_copy.CopyFrom(proto)
     proto = proto_copy
+    qdq.expand_qoperators(proto)
     _check(proto)
     foreign = _foreign_nodes(proto)
     if foreign:

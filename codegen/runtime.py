@@ -12,14 +12,16 @@ from .errors import RunError
 class Runner:
     """Callable: runner(*inputs) -> list of output arrays (in the graph's order)."""
 
-    def __init__(self, lib_path: Path, name: str, inputs, outputs, probes=None):
+    def __init__(self, lib_path: Path, name: str, inputs, outputs, probes=None, marks: int = 0):
         self.ffi = cffi.FFI()
         self.ffi.cdef(f"int {name}_run(const void *const inputs[], void *const outputs[]);")
+        if marks:       # a profiling build: runtime_c/kiln_profile.c's clock readings, one per layer + 1
+            self.ffi.cdef(f"extern long long kiln_profile_ns[{marks}];")
         if probes is not None:
             self.ffi.cdef(f"int {name}_run_probed(const void *const inputs[], void *const outputs[], "
                           "void *const probes[]);")
         self.lib = self.ffi.dlopen(str(lib_path))
-        self.name, self.inputs, self.outputs, self.probes = name, inputs, outputs, probes
+        self.name, self.inputs, self.outputs, self.probes, self.marks = name, inputs, outputs, probes, marks
         self.path = lib_path
 
     def _prepare(self, arrays):
@@ -47,6 +49,11 @@ class Runner:
         if status:
             raise RunError(f"{self.name}_run returned {status}: {self._why(status)}.")
         return outs
+
+    def run_profiled(self, *arrays) -> np.ndarray:
+        """Run once (a profiling build); every layer's time in ms."""
+        self(*arrays)
+        return np.diff(np.array(self.ffi.unpack(self.lib.kiln_profile_ns, self.marks), np.int64)) / 1e6
 
     def run_probed(self, *arrays):
         """Outputs, and the output of every layer (None where the layer has no output)."""

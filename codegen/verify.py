@@ -160,6 +160,7 @@ class Result:
     accuracy: dict | None = None          # {"kiln": .., "reference": .., "agree": ..}
     first_bad_layer: dict | None = None   # per-layer diff
     integer: dict | None = None           # int8 models: integer_check of the first sample
+    lsb: dict | None = None               # int8 models: per output, agreement in units of its last bit
 
     @property
     def ok(self) -> bool:
@@ -168,12 +169,24 @@ class Result:
     def as_dict(self) -> dict:
         return dict(ok=self.ok, reference=self.reference, samples=self.samples,
                     outputs=[c.__dict__ for c in self.outputs], accuracy=self.accuracy,
-                    first_bad_layer=self.first_bad_layer, integer=self.integer)
+                    first_bad_layer=self.first_bad_layer, integer=self.integer, lsb=self.lsb)
 
 
 # An int8 model's outputs against the float model's: a sanity bound (wrong scales give errors near 1),
 # as a fraction of the output's scale max(1, max |ref|); int8 keeps ~2 digits and errors compound over layers.
-INT8_TOLERANCE = dict(rtol=0.0, atol=0.25)
+INT8_TOLERANCE = dict(rtol=0.0, atol=0.5)
+LSB_SLACK = 1.001       # "within one step", allowing the float rounding of the dequantised value
+
+
+def output_steps(compiled) -> dict[str, float]:
+    """Output name -> its quantisation step, for outputs an int8 model dequantises."""
+    g = compiled.graph
+    steps = {}
+    for node in g.nodes:
+        if node.op == "DequantizeLinear" and node.outputs[0] in g.outputs and g.values[node.inputs[1]].is_const \
+                and g.values[node.inputs[1]].size == 1:
+            steps[node.outputs[0]] = float(g.values[node.inputs[1]].const)
+    return steps
 
 
 def verify(compiled, proto: onnx.ModelProto, samples=None, labels=None, layers: bool = False, cflags=None) -> Result:
@@ -183,14 +196,20 @@ def verify(compiled, proto: onnx.ModelProto, samples=None, labels=None, layers: 
     samples = samples or [random_inputs(in_specs)]
     reference = Reference(proto)
     ref_names = reference.output_names
-    worst = {}
+    imported = bool(compiled.options.get("qdq")) and not compiled.options.get("int8")
+    steps = output_steps(compiled) if quantized else {}
+    worst, off = {}, {n: [] for n in steps}
     kiln_pred, ref_pred = [], []
     for arrays in samples:
         got = runner(*arrays)
         ref = reference({n: a for (n, _, _), a in zip(in_specs, arrays)})
         for i, (name, g) in enumerate(zip(ref_names, got)):
-            c = compare(name, g, ref[name].reshape(g.shape) if ref[name].size == g.size else ref[name],
-                        INT8_TOLERANCE if quantized and g.dtype == np.float32 else None)
+            r = ref[name].reshape(g.shape) if ref[name].size == g.size else ref[name]
+            c = compare(name, g, r, INT8_TOLERANCE if quantized and not imported and g.dtype == np.float32 else None)
+            if name in steps:
+                off[name].append((np.abs(g.astype(np.float64) - r) / steps[name]).reshape(-1))
+                if imported:    # a QDQ model against onnxruntime running it: 99 % within one step
+                    c.ok = bool(np.mean(np.concatenate(off[name]) <= LSB_SLACK) >= 0.99)
             if name not in worst or (not c.ok, c.max_rel) > (not worst[name].ok, worst[name].max_rel):
                 worst[name] = c
         if labels is not None:
@@ -204,6 +223,11 @@ def verify(compiled, proto: onnx.ModelProto, samples=None, labels=None, layers: 
                                agree=float(np.mean(np.array(kiln_pred) == np.array(ref_pred))))
     if quantized:
         result.integer = integer_check(compiled, samples[0], cflags)
+        result.lsb = {}
+        for name, parts in off.items():
+            d = np.concatenate(parts)
+            result.lsb[name] = dict(step=steps[name], within_1=float(np.mean(d <= LSB_SLACK)),
+                                    exact=float(np.mean(d <= LSB_SLACK - 1)), max=float(d.max()))
     if (layers or not result.ok) and not quantized:
         result.first_bad_layer = layer_diff(compiled, proto, samples[0], cflags)
     return result

@@ -226,6 +226,23 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
     return d >= hi ? hi : d > lo ? d : lo;
 }
 
+/* QuantizeLinear of a float quotient q to a type of at most 16 bits: saturate(rint(q) + zp) to
+ * [lo, hi], ties to even, NaN to lo; in float and int32 only, without libm (a Cortex-M4F has no
+ * double unit). q - trunc(q) is exact in float, so the tie test is exact. */
+static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
+{
+    int32_t t;
+    float f;
+    if (!(q > -1073741824.0f)) return lo;
+    if (q > 1073741824.0f) return hi;
+    t = (int32_t)q;
+    f = q - (float)t;
+    if (f > 0.5f || (f == 0.5f && (t & 1))) t++;
+    else if (f < -0.5f || (f == -0.5f && (t & 1))) t--;
+    t += zp;
+    return t >= hi ? hi : t > lo ? t : lo;
+}
+
 /* floor(x / 2^s) for 0 <= s <= 62, without shifting a negative number (implementation-defined in C). */
 static int64_t kiln_sra64(int64_t x, int s)
 {

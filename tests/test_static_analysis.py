@@ -60,6 +60,25 @@ def _sparse_conv():
                  [("x", (1, 8, 6, 6))], [("y", (1, 8, 6, 6))], dict(w=w))
 
 
+def _int8_net():
+    """Every integer kernel: conv (+ fused Relu), table, add, mul, requantised concat, pools, matmul."""
+    rng = np.random.default_rng(0)
+    w = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4), "k": np.array(3.0),
+         "wf": rng.standard_normal((4, 5))}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Sigmoid", ["r"], ["s"]), helper.make_node("Mul", ["s", "k"], ["m"]),
+             helper.make_node("Add", ["m", "r"], ["a"]), helper.make_node("Concat", ["a", "s"], ["cat"], axis=1),
+             helper.make_node("MaxPool", ["cat"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Slice", ["f", "st", "en", "ax"], ["f4"]), helper.make_node("MatMul", ["f4", "wf"], ["mm"]),
+             helper.make_node("Softmax", ["mm"], ["y"])]
+    w.update(st=np.array([0]), en=np.array([4]), ax=np.array([1]))
+    m = model(nodes, [("x", (1, 3, 6, 6))], [("y", (1, 5))],
+              {k: v.astype(np.int64 if k in ("st", "en", "ax") else np.float32) for k, v in w.items()})
+    calibration = [[rng.standard_normal((1, 3, 6, 6)).astype(np.float32)] for _ in range(8)]
+    return m, dict(int8="minmax", calibration=calibration)
+
+
 def _generate(root):
     """Writes every model's C under root; returns the .c files and the templates they use."""
     with warnings.catch_warnings():
@@ -70,22 +89,18 @@ def _generate(root):
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
     models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
               "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv(),
-              "mvn": _mvn()}
+              "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels()}
     templates = set()
     for name, m in models.items():
-        compiled = codegen.compile(m, name="m")
+        m, options = m if isinstance(m, tuple) else (m, {})
+        compiled = codegen.compile(m, name="m", **options)
         compiled.save(root / name)
         templates |= {k.template for k in compiled.kernels.values()}
-    int8 = codegen.compile(_int8_net(), name="m", int8="minmax",
-                           calibration=[[np.random.default_rng(k).standard_normal((1, 4, 9, 9)).astype(np.float32)]
-                                        for k in range(4)])
-    int8.save(root / "int8")
-    templates |= {k.template for k in int8.kernels.values()}
     return sorted(root.glob("*/m.c")), templates
 
 
-def _int8_net():
-    """The integer kernels: packed conv, depthwise conv, packed matmul, a table (Sigmoid)."""
+def _int8_kernels():
+    """The packed integer kernels: packed conv, depthwise conv, packed matmul."""
     rng = np.random.default_rng(1)
     w = lambda *shape: rng.standard_normal(shape).astype(np.float32)      # noqa: E731
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
@@ -93,7 +108,9 @@ def _int8_net():
              helper.make_node("Flatten", ["c2"], ["f"]),
              helper.make_node("MatMul", ["f", "w3"], ["m"]),
              helper.make_node("Sigmoid", ["m"], ["y"])]
-    return model(nodes, [("x", (1, 4, 9, 9))], [("y", (1, 3))], dict(w1=w(6, 4, 3, 3), w2=w(6, 1, 3, 3), w3=w(150, 3)))
+    calibration = [[rng.standard_normal((1, 4, 9, 9)).astype(np.float32)] for _ in range(4)]
+    return (model(nodes, [("x", (1, 4, 9, 9))], [("y", (1, 3))], dict(w1=w(6, 4, 3, 3), w2=w(6, 1, 3, 3), w3=w(150, 3))),
+            dict(int8="minmax", calibration=calibration))
 
 
 def _clean(cmd, cwd=None):

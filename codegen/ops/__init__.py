@@ -5,7 +5,9 @@ A lowering function's signature is the ONNX spec: the output Values first
 then the attributes as keywords, spelled as ONNX spells them, with the spec's
 defaults. An attribute the function does not name is refused automatically.
 The function does all the arithmetic (shapes, strides, folded weights) and
-returns a Kernel; the template only prints.
+returns a Kernel; the template only prints. Where several kernels compute the node correctly
+(packed, generic, sparse, tile sizes...), it returns them as `Tactics` instead: one is picked by
+name (the compile option `tactics`, which `--tune` fills from timings), else the default.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UnsupportedError
+from ..errors import KilnError, UnsupportedError
 from ..ir import Graph, Node, Value
 
 
@@ -43,6 +45,25 @@ class Kernel:
     # function returns nonzero, and so does the model's run) when none does
     cases: list[tuple[str, dict]] = field(default_factory=list)
     fails: bool = False             # the template itself returns 1 when a parameter it reads is invalid
+    tactic: str | None = None       # the tactic this kernel is, where the node had several
+    tactics: tuple[str, ...] = ()   # all the node's tactics (candidates), its default first
+
+
+@dataclass
+class Tactics:
+    """Several correct kernels for one node, by name; each built only when picked."""
+    default: str
+    candidates: dict[str, Callable[[], Kernel]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.default, *(n for n in self.candidates if n != self.default))
+
+    def pick(self, name: str | None) -> Kernel:
+        name = name or self.default
+        kernel = self.candidates[name]()
+        kernel.tactic, kernel.tactics = name, self.names
+        return kernel
 
 
 @dataclass
@@ -68,7 +89,7 @@ def _load_families() -> None:
         importlib.import_module(f"{__name__}.{mod.name}")
 
 
-def lower_node(graph: Graph, node: Node) -> Kernel:
+def lower_node(graph: Graph, node: Node, tactic: str | None = None) -> Kernel:
     opdef = REGISTRY.get(node.op)
     if opdef is None:
         raise Unsupported("op is not supported")
@@ -89,6 +110,13 @@ def lower_node(graph: Graph, node: Node) -> Kernel:
         names = {f"Y{i}": v for i, v in enumerate(real)}     # nothing to compute into zero elements
         return Kernel("empty", {}, names, params=dict(names=list(names)), math="(zero-size output)")
     kernel = opdef.lower(outs, *ins, **node.attrs)
+    if isinstance(kernel, Tactics):
+        if tactic is not None and tactic not in kernel.candidates:
+            raise KilnError(f"layer {node.name!r} has no tactic {tactic!r}; its tactics are "
+                            f"{', '.join(kernel.names)} (the first is the default).")
+        kernel = kernel.pick(tactic)
+    elif tactic is not None:
+        raise KilnError(f"layer {node.name!r} ({node.op}) has one kernel only: no tactic to choose.")
     if node.epilogue:
         from .elementwise import attach_epilogue
         kernel = attach_epilogue(kernel, node.epilogue, graph.values)
@@ -99,9 +127,14 @@ def _dtype_name(dtype) -> str:
     return "string" if np.dtype(dtype).kind == "O" else np.dtype(dtype).name
 
 
-def lower(graph: Graph) -> dict[str, Kernel]:
-    """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled."""
+def lower(graph: Graph, tactics: dict[str, str] | None = None) -> dict[str, Kernel]:
+    """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled.
+    tactics: {layer (node) name: tactic name} for layers with several kernels (others: the default)."""
     from ..emit import C_TYPES          # the element types a C buffer can hold
+    tactics = tactics or {}
+    unknown = sorted(set(tactics) - {node.name for node in graph.nodes})
+    if unknown:
+        raise KilnError(f"the tactics name {len(unknown)} layer(s) the model does not have, e.g. {unknown[0]!r}.")
     kernels, problems = {}, []
     for node in graph.nodes:
         odd = [(n, graph.value(n).dtype) for n in node.inputs + node.outputs
@@ -110,7 +143,7 @@ def lower(graph: Graph) -> dict[str, Kernel]:
             problems.append((node.name, node.op, f"dtype {_dtype_name(odd[0][1])} of {odd[0][0]!r} is not supported"))
             continue
         try:
-            kernels[node.name] = lower_node(graph, node)
+            kernels[node.name] = lower_node(graph, node, tactics.get(node.name))
         except Unsupported as why:
             problems.append((node.name, node.op, str(why)))
     if problems:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, is_splat, op, require_dtype, sparse
+from . import Kernel, Tactics, Unsupported, is_splat, op, require_dtype, sparse
 
 
 def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
@@ -51,23 +51,32 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
     if C != Cg * group or M % group:
         raise Unsupported("channels do not divide by group")
     macs = N * M * int(np.prod(out_sizes)) * Cg * int(np.prod(kernel))
-    if spatial == 2 and group == 1 and W.is_const and not is_splat(W) and (B is None or B.is_const):
-        if W.dtype == np.float32 and sparse.worth_it("conv", W.const):
-            return _sparse(X, W, B, Y, strides, dilations, begin, macs)
-        return _packed(X, W, B, Y, strides, dilations, begin, macs)
-    if spatial == 2 and group == C == M and W.dtype == np.float32:
+
+    def generic():
+        return Kernel(
+            "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
+            params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
+                        S=strides, D=dilations, P=begin, has_bias=B is not None),
+            splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
+            math="Y[n][m][o] = B[m] + sum_{c,k} X[n][g*Cg+c][o*S + k*D - P] * W[m][c][k]")
+
+    def depthwise():
         return Kernel("conv_depthwise", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
                       params=dict(N=N, C=C, IH=in_sizes[0], IW=in_sizes[1], OH=out_sizes[0], OW=out_sizes[1],
                                   KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1], DH=dilations[0],
                                   DW=dilations[1], PH=begin[0], PW=begin[1], has_bias=B is not None),
                       splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
                       math="Y[n][c][oh][ow] = B[c] + sum_{kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[c][0][kh][kw]")
-    return Kernel(
-        "conv", {"X": X, "W": W, **({"B": B} if B is not None else {})}, {"Y": Y},
-        params=dict(N=N, C=C, M=M, G=group, Cg=Cg, Mg=M // group, I=in_sizes, O=out_sizes, K=kernel,
-                    S=strides, D=dilations, P=begin, has_bias=B is not None),
-        splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
-        math="Y[n][m][o] = B[m] + sum_{c,k} X[n][g*Cg+c][o*S + k*D - P] * W[m][c][k]")
+    conv_args = (X, W, B, Y, strides, dilations, begin, macs)
+    if spatial == 2 and group == 1 and W.is_const and not is_splat(W) and (B is None or B.is_const):
+        candidates = {f"packed_bm{bm}": lambda bm=bm: _packed(*conv_args, bm) for bm in BLOCKS_M}
+        if sparse.worth_timing(W.const):
+            candidates["sparse"] = lambda: _sparse(*conv_args)
+        candidates["generic"] = generic
+        return Tactics("sparse" if sparse.worth_it("conv", W.const) else f"packed_bm{BLOCK_M}", candidates)
+    if spatial == 2 and group == C == M:
+        return Tactics("depthwise", {"depthwise": depthwise, "generic": generic})
+    return generic()
 
 
 def _sparse(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
@@ -86,25 +95,26 @@ def _sparse(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
                   math="Y[n][m][oh][ow] = B[m] + sum over W's non-zero taps (c,kh,kw) of X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
-BLOCK_M = 8     # output channels held in registers at once
+BLOCK_M = 8                 # output channels held in registers at once (the default tactic)
+BLOCKS_M = (4, 8, 16)       # the blocks --tune tries: 16 fits AVX-512's 32 registers, 4 leaves room on smaller ones
 
 
-def _packed(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:
-    """2-D convolution with the weights packed at compile time as [M/8][C][KH][KW][8]: the inner
-    loop multiplies one row of input pixels by 8 output channels' weights, accumulating an
-    8 x (vector width) tile of outputs in registers."""
+def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
+    """2-D convolution with the weights packed at compile time as [M/bm][C][KH][KW][bm]: the inner
+    loop multiplies one row of input pixels by bm output channels' weights, accumulating a
+    bm x (vector width) tile of outputs in registers."""
     N, C, IH, IW = X.shape
     M, _, KH, KW = W.shape
-    blocks = -(-M // BLOCK_M)
-    packed = np.zeros((blocks * BLOCK_M, C, KH, KW), np.float32)
+    blocks = -(-M // bm)
+    packed = np.zeros((blocks * bm, C, KH, KW), np.float32)
     packed[:M] = W.const
-    packed = np.ascontiguousarray(packed.reshape(blocks, BLOCK_M, C, KH, KW).transpose(0, 2, 3, 4, 1))
-    bias = np.zeros(blocks * BLOCK_M, np.float32)
+    packed = np.ascontiguousarray(packed.reshape(blocks, bm, C, KH, KW).transpose(0, 2, 3, 4, 1))
+    bias = np.zeros(blocks * bm, np.float32)
     if B is not None:
         bias[:M] = B.const
     OH, OW = Y.shape[2:]
     return Kernel("conv_packed", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
-                  params=dict(N=N, C=C, M=M, MB=blocks, BM=BLOCK_M, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
+                  params=dict(N=N, C=C, M=M, MB=blocks, BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
                               SH=strides[0], SW=strides[1], DH=dilations[0], DW=dilations[1], PH=begin[0],
                               PW=begin[1]),
                   macs=macs, epilogue_modes=("flat", "chan"),

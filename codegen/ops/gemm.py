@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, broadcast_strides, c_float, is_splat, op, require_dtype, shape_strides
+from . import Kernel, Tactics, Unsupported, broadcast_strides, c_float, is_splat, op, require_dtype, shape_strides
 from . import sparse
 
 
@@ -14,28 +14,33 @@ def gemm(outs, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     require_dtype(A, B, C, Y)
     M, K = A.shape[::-1] if transA else A.shape
     N = B.shape[0] if transB else B.shape[1]
-    inputs, consts = {"A": A}, {}
-    rows = _sparse_rows(B, transB)
-    if rows is None and _packable(B):
-        return _packed(A, B.const.T if transB else B.const, C if beta != 0 else None, Y, M, N, K, transA, alpha,
-                       beta, batch=[], a_batch=[], math="Y = alpha * op(A) @ op(B) + beta * C")
-    if rows is not None:
-        consts.update(sparse.csr(rows))
-    elif B.is_const and transB:
-        consts["B"] = np.ascontiguousarray(B.const.T)   # (K, N): rows of B contiguous
-        transB = 0
-    else:
-        inputs["B"] = B
-    c_strides = None
-    if C is not None and beta != 0:
-        inputs["C"] = C
-        c_strides = broadcast_strides(C, (M, N))
-    return Kernel("gemm", inputs, {"Y": Y}, consts=consts,
-                  params=dict(M=M, N=N, K=K, transA=transA, transB=transB, alpha=c_float(alpha),
-                              beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0,
-                              c_strides=c_strides, batch=[], a_batch=[], b_batch=[], sparse=rows is not None),
-                  splat_ok=("B", "C"), macs=M * N * K, epilogue_modes=("flat", "chan"),
-                  math="Y = alpha * op(A) @ op(B) + beta * C")
+    C = C if beta != 0 else None
+
+    def generic(rows=None):
+        """The plain kernel; over B's non-zeros only when given them as (N, K) `rows`."""
+        inputs, consts, trans_b = {"A": A}, {}, transB
+        if rows is not None:
+            consts.update(sparse.csr(rows))
+        elif B.is_const and transB:
+            consts["B"] = np.ascontiguousarray(B.const.T)   # (K, N): rows of B contiguous
+            trans_b = 0
+        else:
+            inputs["B"] = B
+        c_strides = None
+        if C is not None:
+            inputs["C"] = C
+            c_strides = broadcast_strides(C, (M, N))
+        return Kernel("gemm", inputs, {"Y": Y}, consts=consts,
+                      params=dict(M=M, N=N, K=K, transA=transA, transB=trans_b, alpha=c_float(alpha),
+                                  beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0,
+                                  c_strides=c_strides, batch=[], a_batch=[], b_batch=[], sparse=rows is not None),
+                      splat_ok=("B", "C"), macs=M * N * K, epilogue_modes=("flat", "chan"),
+                      math="Y = alpha * op(A) @ op(B) + beta * C")
+    if not _packable(B):
+        return generic()
+    b = B.const.T if transB else B.const
+    return _tactics(lambda mr: _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch=[], a_batch=[], mr=mr,
+                                       math="Y = alpha * op(A) @ op(B) + beta * C"), generic, b.T)
 
 
 @op("MatMul")
@@ -49,40 +54,47 @@ def matmul(outs, A, B):
     M, K = a_shape[-2:]
     N = b_shape[-1]
     batch = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+
     def batch_strides(shape, mat):
         strides = shape_strides(shape[:-2], batch)
         return [s * mat for s in strides]
-    rows = _sparse_rows(B, 0) if len(B.shape) == 2 else None     # one weight matrix for every batch
-    if rows is None and len(B.shape) == 2 and _packable(B):
-        return _packed(A, B.const, None, Y, M, N, K, 0, 1.0, 1.0, batch=batch, a_batch=batch_strides(a_shape, M * K),
-                       math="Y[b] = A[b] @ B (batched A, one B)")
-    return Kernel("gemm", {"A": A} if rows is not None else {"A": A, "B": B}, {"Y": Y},
-                  consts=sparse.csr(rows) if rows is not None else {},
-                  params=dict(M=M, N=N, K=K, transA=0, transB=0, alpha="1.0f", beta="1.0f", one_alpha=True,
-                              one_beta=True, c_strides=None, batch=batch, sparse=rows is not None,
-                              a_batch=batch_strides(a_shape, M * K), b_batch=batch_strides(b_shape, K * N)),
-                  splat_ok=("B",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
-                  epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"),
-                  math="Y[b] = A[b] @ B[b] (batched, broadcast)")
 
-
-
-def _sparse_rows(B, transB) -> np.ndarray | None:
-    """B's weights as (N, K) rows when they are pruned enough for the sparse kernel to pay."""
-    if not B.is_const or is_splat(B) or B.dtype != np.float32:
-        return None
-    rows = B.const if transB else B.const.T
-    return rows if sparse.worth_it("gemm", rows) else None
+    def generic(rows=None):
+        """The plain kernel; over B's non-zeros only when given them as (N, K) `rows`."""
+        return Kernel("gemm", {"A": A} if rows is not None else {"A": A, "B": B}, {"Y": Y},
+                      consts=sparse.csr(rows) if rows is not None else {},
+                      params=dict(M=M, N=N, K=K, transA=0, transB=0, alpha="1.0f", beta="1.0f", one_alpha=True,
+                                  one_beta=True, c_strides=None, batch=batch, sparse=rows is not None,
+                                  a_batch=batch_strides(a_shape, M * K), b_batch=batch_strides(b_shape, K * N)),
+                      splat_ok=("B",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
+                      epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"),
+                      math="Y[b] = A[b] @ B[b] (batched, broadcast)")
+    if len(B.shape) != 2 or not _packable(B):     # packed and sparse: one weight matrix for every batch
+        return generic()
+    return _tactics(lambda mr: _packed(A, B.const, None, Y, M, N, K, 0, 1.0, 1.0, batch=batch, mr=mr,
+                                       a_batch=batch_strides(a_shape, M * K), math="Y[b] = A[b] @ B (batched A, one B)"),
+                    generic, B.const.T)
 
 
 MR, NR = 6, 16      # the register tile of the packed kernel: 6 rows x 16 columns (12 AVX2 or 6 AVX-512 accumulators)
+MRS = (4, 6, 8, 12)  # the rows --tune tries (12 x 16 fits AVX-512's 32 registers; AVX2 spills above 6)
 
 
 def _packable(B) -> bool:
     return B.is_const and not is_splat(B) and B.dtype == np.float32
 
 
-def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math) -> Kernel:
+def _tactics(packed, generic, rows) -> Tactics:
+    """The kernels of a product with constant B: packed (one per MR), sparse over the non-zeros of
+    B's (N, K) `rows` where it has zeros enough, and generic; sparse by default when it pays."""
+    candidates = {f"packed_mr{mr}": lambda mr=mr: packed(mr) for mr in MRS}
+    if sparse.worth_timing(rows):
+        candidates["sparse"] = lambda: generic(rows)
+    candidates["generic"] = generic
+    return Tactics("sparse" if sparse.worth_it("gemm", rows) else f"packed_mr{MR}", candidates)
+
+
+def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=MR) -> Kernel:
     """B (K x N) constant: packed into zero-padded panels of NR columns, [N/NR][K][NR]."""
     panels = -(-N // NR)
     padded = np.zeros((K, panels * NR), np.float32)
@@ -94,7 +106,7 @@ def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math) -> K
         inputs["C"] = C
         c_strides = broadcast_strides(C, (M, N))
     return Kernel("gemm_packed", inputs, {"Y": Y}, consts={"Bp": packed},
-                  params=dict(M=M, N=N, K=K, NP=panels, MR=MR, NR=NR, transA=transA, alpha=c_float(alpha),
+                  params=dict(M=M, N=N, K=K, NP=panels, MR=mr, NR=NR, transA=transA, alpha=c_float(alpha),
                               beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0, c_strides=c_strides,
                               batch=batch, a_batch=a_batch),
                   splat_ok=("C",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,

@@ -6,11 +6,13 @@ arithmetic in numpy, which the C must match bit for bit (tests/test_int8.py chec
 
     KilnQConv     X int8, W int8 (per output channel), B int32 -> requant per channel (2-D, groups)
     KilnQMatMul   A int8 [..., K] @ W int8 [K, N] (+ B int32 [N]) -> requant per column
+    KilnQBatchMatMul  requant((A - za) @ (B - zb)), two run-time tensors, batched
     KilnQAdd      requant2(A - za, B - zb): both operands rescaled onto the output, one rounding
     KilnQMul      requant((A - za) * (B - zb))
     KilnRequant   requant(X - zx): a tensor moved onto other quantisation parameters
     KilnLUT       Y = table[X]: any elementwise function of one int8 operand, tabulated at compile time
     KilnQAvgPool  requant(sum of (X - zx) over the window): windows of one size
+    KilnQSoftmax  exp(x - max) from a table, normalised by an integer division, requantised
     (MaxPool, Concat, Reshape, Transpose, ... run on int8 tensors as they are.)
 
 Attributes (all compile-time numbers): x_zp / a_zp / b_zp / y_zp zero points; lo, hi the output
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Unsupported, op
+from . import Kernel, Tactics, Unsupported, op
 from .elementwise import expression, literal
 from .. import quant
 from ..ir import Value
@@ -66,23 +68,31 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
         raise Unsupported("only 2-D integer convolution")
     M = W.shape[0]
     scale = np.broadcast_to(np.asarray(scale, np.float64), (M,))
+
+    def generic():
+        kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
+                           _finish(Y, "m", y_zp, lo, hi), {},
+                           "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
+                           None, pads, strides)
+        kernel.consts.update(ZX=kernel.inputs.pop("ZX").const, **_requant_consts(scale))
+        return kernel
+
     N, C, IH, IW = X.shape
     KH, KW = W.shape[2:]
     OH, OW = Y.shape[2:]
     geometry = dict(N=N, C=C, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW, SH=strides[0], SW=strides[1],
                     DH=dilations[0], DW=dilations[1], PH=pads[0], PW=pads[1])
-    if W.is_const and (B is None or B.is_const) and (group == 1 and _band_fits(C, KH, KW) or group == C == M):
-        bias = B.const if B is not None else np.zeros(M, np.int32)
-        if group == 1:
-            return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry,
-                           x_strides=(C * IH * IW, IH * IW, IW, 1), y_strides=(M * OH * OW, OH * OW, 1))
-        return _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry)
-    kernel = _int_conv("KilnQConv", Y, X, W, _scalar(f"{X.name}:zp", x_zp, X.dtype), None, B,
-                       _finish(Y, "m", y_zp, lo, hi), {},
-                       "Y = requant(B + sum (X - x_zp) * W) per output channel m", "NOTSET", dilations, group,
-                       None, pads, strides)
-    kernel.consts.update(ZX=kernel.inputs.pop("ZX").const, **_requant_consts(scale))
-    return kernel
+    if not W.is_const or B is not None and not B.is_const:
+        return generic()
+    bias = B.const if B is not None else np.zeros(M, np.int32)
+    if group == 1 and _band_fits(C, KH, KW):
+        return Tactics("packed", {"packed": lambda: _packed(
+            X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, x_strides=(C * IH * IW, IH * IW, IW, 1),
+            y_strides=(M * OH * OW, OH * OW, 1)), "generic": generic})
+    if group == C == M:
+        return Tactics("depthwise", {"depthwise": lambda: _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale,
+                                                                     geometry), "generic": generic})
+    return generic()
 
 
 BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AVX-512 vector) x 12 pixels
@@ -204,24 +214,36 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         raise Unsupported("W must be a constant matrix")
     N = W.shape[1]
     scale = np.broadcast_to(np.asarray(scale, np.float64), (N,))
+    fold = B is None or B.is_const     # (A - a_zp) @ W = A @ W - a_zp * (column sums of W): into the bias
+
+    def generic():
+        acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None or fold else "(int32_t)acc"
+        finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
+        kernel = _int_matmul(Y, A, W, None if fold else _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
+                             "Y = requant(B + (A - a_zp) @ W) per column n")
+        if fold:
+            bias = (0 if B is None else B.const.astype(np.int64)) - a_zp * W.const.astype(np.int64).sum(axis=0)
+            kernel.consts["BI"] = (bias % (1 << 32)).astype(np.uint32).view(np.int32)   # int32, wrapping as acc does
+        else:
+            kernel.inputs["BI"] = B
+            kernel.consts["ZA"] = kernel.inputs.pop("ZA").const
+        kernel.consts.update(**_requant_consts(scale))
+        return kernel
+
     K = W.shape[0]
-    rows = int(np.prod(A.shape[:-1], dtype=np.int64))
-    if (B is None or B.is_const) and _band_fits(K, 1, 1):
-        # a 1x1 convolution with K input channels over `rows` pixels: A[r][k] is X[0][k][0][r]
+    if not fold or not _band_fits(K, 1, 1):
+        return generic()
+
+    def packed():
+        # a 1x1 convolution with K input channels over A's rows: A[r][k] is X[0][k][0][r]
+        rows = int(np.prod(A.shape[:-1], dtype=np.int64))
         bias = B.const if B is not None else np.zeros(N, np.int32)
         geometry = dict(N=1, C=K, IH=1, IW=rows, OH=1, OW=rows, KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, PH=0, PW=0)
         kernel = _packed(A, Y, W.const.T[:, :, None, None], bias, (y_zp, lo, hi), a_zp, scale,
                          geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
-    acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None else "(int32_t)acc"
-    finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
-    kernel = _int_matmul(Y, A, W, _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
-                         "Y = requant(B + (A - a_zp) @ W) per column n")
-    if B is not None:
-        kernel.inputs["BI"] = B
-    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, **_requant_consts(scale))
-    return kernel
+    return Tactics("packed", {"packed": packed, "generic": generic})
 
 
 @reference("KilnQMatMul")
@@ -304,14 +326,18 @@ def lut_ref(attrs, X):
 # ---- average pooling -------------------------------------------------------------------------------
 
 @op("KilnQAvgPool")
-def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads):
-    """Windows that all hold prod(kernel_shape) elements (no padding, or padding counted)."""
+def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads, counted=0):
+    """scale: x_scale / y_scale; the sum is divided by the window's size, or (counted) by the
+    number of its elements inside the input -- one multiplier per count."""
     from .pool import _pool
     (Y,) = outs
     n = len(kernel_shape)
     kernel = _pool("avg", X, Y, kernel_shape, strides, [1] * n, pads[:n], pads[n:], 0)
-    kernel.params.update(integer=dict(T=_ctype(X), zp=x_zp, finish=_finish(Y, "0", y_zp, lo, hi)))
-    kernel.consts.update(_requant_consts([scale]))
+    size = int(np.prod(kernel_shape))
+    counts = np.arange(1, size + 1) if counted else np.array([size])
+    kernel.params.update(integer=dict(T=_ctype(X), zp=x_zp, counted=bool(counted),
+                                      finish=_finish(Y, "count - 1" if counted else "0", y_zp, lo, hi)))
+    kernel.consts.update(_requant_consts(scale / counts))
     kernel.epilogue_modes = None
     return kernel
 
@@ -320,12 +346,70 @@ def qavg_pool(outs, X, *, x_zp, y_zp, lo, hi, scale, kernel_shape, strides, pads
 def qavg_pool_ref(attrs, X):
     k, s, p = attrs["kernel_shape"], attrs["strides"], attrs["pads"]
     n = len(k)
-    x = np.pad(X.astype(np.int64) - attrs["x_zp"], [(0, 0), (0, 0)] + [(p[d], p[n + d]) for d in range(n)])
+    widths = [(0, 0), (0, 0)] + [(p[d], p[n + d]) for d in range(n)]
+    x = np.pad(X.astype(np.int64) - attrs["x_zp"], widths)
+    inside = np.pad(np.ones(X.shape[2:], np.int64), widths[2:])
     out_sizes = [(x.shape[2 + d] - k[d]) // s[d] + 1 for d in range(n)]
     acc = np.zeros(X.shape[:2] + tuple(out_sizes), np.int64)
+    count = np.zeros(out_sizes, np.int64)
     for tap in np.ndindex(*k):
-        acc += x[(slice(None), slice(None)) + tuple(slice(t, t + (o - 1) * st + 1, st)
-                                                    for t, o, st in zip(tap, out_sizes, s))]
-    m, sh = quant.multiplier([attrs["scale"]])
+        window = tuple(slice(t, t + (o - 1) * st + 1, st) for t, o, st in zip(tap, out_sizes, s))
+        acc += x[(slice(None), slice(None)) + window]
+        count += inside[window]
+    if not attrs.get("counted"):
+        count[...] = int(np.prod(k))
+    m, sh = quant.multiplier(attrs["scale"] / count)
     return quant.requant(acc.astype(np.int32), m, sh, attrs["y_zp"], attrs["lo"], attrs["hi"])
 
+
+# ---- softmax: exp by table, the normalisation by one integer division ----------------------------
+
+EXP_BITS = 22       # exp table entries are exp(-d * x_scale) in Q22: a row of up to 2^41 elements sums in 64 bits
+
+
+def _exp_table(x_scale: float) -> np.ndarray:
+    return np.rint(np.exp(-np.arange(256) * float(x_scale)) * 2.0 ** EXP_BITS).astype(np.uint32)
+
+
+@op("KilnQSoftmax")
+def qsoftmax(outs, X, *, axis, x_scale, y_scale, y_zp, lo, hi):
+    """y = requant(2^30 * E[max - x] / sum of E over the row), E = exp table of the input step: the
+    probability in Q30, then onto the output's scale."""
+    (Y,) = outs
+    axis = axis % len(X.shape)
+    n = X.shape[axis]
+    inner = int(np.prod(X.shape[axis + 1:], dtype=np.int64))
+    m, s = quant.multiplier(2.0 ** -30 / y_scale)
+    return Kernel("qsoftmax", {"X": X}, {"Y": Y}, consts={"E": _exp_table(x_scale)},
+                  params=dict(outer=X.size // max(1, n * inner), n=n, inner=inner, T=_ctype(Y), TX=_ctype(X),
+                              lowest=int(np.iinfo(X.dtype).min), m=int(m[0]), s=int(s[0]), zp=y_zp, lo=lo, hi=hi),
+                  macs=2 * X.size, math="Y = requant(2^30 * E[max - X] / sum E[max - X]) along the axis, E = exp table")
+
+
+@reference("KilnQSoftmax")
+def qsoftmax_ref(attrs, X):
+    x = np.moveaxis(X.astype(np.int64), attrs["axis"], -1)
+    e = _exp_table(attrs["x_scale"])[x.max(axis=-1, keepdims=True) - x].astype(np.uint64)
+    p = ((e << np.uint64(30)) // e.sum(axis=-1, keepdims=True, dtype=np.uint64)).astype(np.int64)
+    m, s = quant.multiplier(2.0 ** -30 / attrs["y_scale"])
+    return np.moveaxis(quant.requant(p, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"]), -1, attrs["axis"])
+
+
+# ---- products of two run-time tensors (attention's Q @ K^T, P @ V) --------------------------------
+
+@op("KilnQBatchMatMul")
+def qbatch_matmul(outs, A, B, *, a_zp, b_zp, y_zp, lo, hi, scale):
+    (Y,) = outs
+    m, s = (int(v[0]) for v in quant.multiplier(scale))
+    finish = f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
+    kernel = _int_matmul(Y, A, B, _scalar(f"{A.name}:zp", a_zp, A.dtype), _scalar(f"{B.name}:zp", b_zp, B.dtype),
+                         finish, {}, "Y = requant((A - a_zp) @ (B - b_zp)), batched")
+    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, ZB=kernel.inputs.pop("ZB").const)
+    return kernel
+
+
+@reference("KilnQBatchMatMul")
+def qbatch_matmul_ref(attrs, A, B):
+    acc = np.matmul(A.astype(np.int64) - attrs["a_zp"], B.astype(np.int64) - attrs["b_zp"]).astype(np.int32)
+    m, s = quant.multiplier(attrs["scale"])
+    return quant.requant(acc, m, s, attrs["y_zp"], attrs["lo"], attrs["hi"])

@@ -23,6 +23,11 @@ def worth_it(kind: str, w: np.ndarray) -> bool:
     return w.size >= 64 and density(w) <= MAX_DENSITY[kind]
 
 
+def worth_timing(w: np.ndarray) -> bool:
+    """Sparse enough that --tune should time the sparse kernel against the dense ones."""
+    return w.size >= 64 and density(w) <= 0.5
+
+
 def csr(rows: np.ndarray) -> dict[str, np.ndarray]:
     """rows (outputs, inputs) -> {"Sp": row starts (outputs + 1), "Si": input indices, "Sv": values}.
     Indices are 16-bit where the inputs fit, halving their bytes."""

@@ -33,12 +33,16 @@ def _fold(graph: Graph) -> tuple[Graph, list[str]]:
 
 
 def _quantize(graph: Graph, o: dict):
-    from ..calibrate import activation_ranges
     from ..quant import activation_qparams
+    from ..ranges import activation_ranges
     qparams = dict(graph.quant)
     if o.get("int8"):
-        names = [n for n, v in graph.values.items() if not v.is_const and v.dtype == "float32"]
-        ranges = activation_ranges(o["calibration"], names, method=o["int8"], percentile=o.get("percentile", 99.99))
+        calibration = o["calibration"]      # tensors the passes made are not in it: those stay float
+        names = [n for n, v in graph.values.items() if not v.is_const and v.dtype == "float32"
+                 and calibration.get(n) is not None]
+        ranges = activation_ranges(calibration, names, method=o["int8"], percentile=o.get("percentile", 99.99))
+        # the model's outputs keep their whole range: clipping them is output error by design
+        ranges.update(activation_ranges(calibration, [n for n in graph.outputs if n in ranges], method="minmax"))
         for name, (lo, hi) in ranges.items():
             qparams.setdefault(name, activation_qparams(lo, hi))
     return quantize(graph, qparams, graph.quant)

@@ -97,6 +97,8 @@ def _set_inputs(g: Graph, node: Node, arrays: dict[int, np.ndarray]) -> None:
 
 
 def _affine_check(g, a, b):
+    if len(a.inputs) > 1 and a.inputs[1] in g.quant:
+        return "its weights are the model's quantised ones (scaling them would change their rounding)"
     st = _scale_shift(g, a, b)
     if isinstance(st, str):
         return st

@@ -8,7 +8,9 @@ nodes of ops/qint.py where it can:
     Conv / Gemm / MatMul (constant weights)   -> KilnQConv / KilnQMatMul, a following Relu or Clip
                                                   folded into the output clamp
     Add, Mul                                   -> KilnQAdd, KilnQMul (a following Relu / Clip too)
-    AveragePool, GlobalAveragePool             -> KilnQAvgPool
+    MatMul of two run-time tensors             -> KilnQBatchMatMul (attention)
+    AveragePool, GlobalAveragePool, ReduceMean -> KilnQAvgPool (ReduceMean: over the spatial axes)
+    Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
     Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
     MaxPool, Reshape, Transpose, Flatten, ...  -> the same op on int8 (parameters pass through)
@@ -116,7 +118,8 @@ class _Rewriter:
         """(the name the layer's output takes, nodes absorbed, Relu/Clip bounds in float)."""
         out = node.outputs[0]
         users = self.users.get(out, [])
-        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS:
+        # an imported model that quantises the layer's output itself rounds there: so must we
+        if len(users) != 1 or out in self.g.outputs or users[0].op not in CLAMPS or out in self.weights:
             return out, [], (None, None)
         act = users[0]
         lo, hi = (0.0, None) if act.op == "Relu" else self._clip_bounds(act)
@@ -154,10 +157,12 @@ class _Rewriter:
             return self.weighted(node)
         if node.op in ("Add", "Mul"):
             return self.binary(node)
-        if node.op in ("AveragePool", "GlobalAveragePool"):
+        if node.op in ("AveragePool", "GlobalAveragePool") or node.op == "ReduceMean" and self._spatial_mean(node):
             return self.avg_pool(node)
         if node.op == "Concat":
             return self.concat(node)
+        if node.op == "Softmax":
+            return self.softmax(node)
         if node.op in VIEWS:
             return self.view(node)
         if node.op in TABULATED:
@@ -179,6 +184,8 @@ class _Rewriter:
         g = self.g
         w = g.value(node.inputs[1])
         b = g.value(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+        if node.op == "MatMul" and w is not None and not w.is_const:
+            return self.batch_matmul(node)
         if w is None or not w.is_const or (b is not None and not b.is_const):
             return "its weights are not constants"
         x = g.values[node.inputs[0]]
@@ -226,6 +233,22 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def batch_matmul(self, node: Node) -> str | None:
+        """MatMul of two run-time tensors: per-tensor parameters on both sides."""
+        if any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
+            return "not two float operands"
+        out = self._output(node)
+        (aq, aqp), (bq, bqp) = self._input(node.inputs[0]), self._input(node.inputs[1])
+        if out is None or aq is None or bq is None:
+            return "an input or output has no quantisation parameters"
+        out_name, absorbed, yqp, (lo, hi) = out
+        yq = self.new_int(out_name, yqp)
+        self.emit("KilnQBatchMatMul", node.name, [aq, bq], [yq],
+                  dict(a_zp=aqp.zp, b_zp=bqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=[aqp.s * bqp.s / yqp.s]),
+                  node.sources + [s for a in absorbed for s in a.sources])
+        self.absorbed |= {a.name for a in absorbed}
+        return None
+
     def binary(self, node: Node) -> str | None:
         if len(node.inputs) != 2 or any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
             return "not two float operands"
@@ -244,27 +267,49 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
+    def _spatial_mean(self, node: Node) -> bool:
+        """ReduceMean over every axis after the channels: a global average pool (and a reshape)."""
+        x = self.g.values[node.inputs[0]]
+        axes = node.attrs.get("axes")
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            v = self.g.values[node.inputs[1]]
+            axes = v.const.tolist() if v.is_const else None
+        rank = len(x.shape)
+        return axes is not None and rank >= 3 and sorted(a % rank for a in axes) == list(range(2, rank))
+
     def avg_pool(self, node: Node) -> str | None:
         x = self.g.values[node.inputs[0]]
         n = len(x.shape) - 2
-        if node.op == "GlobalAveragePool":
+        if node.op in ("GlobalAveragePool", "ReduceMean"):
             kernel, strides, pads = list(x.shape[2:]), [1] * n, [0] * 2 * n
         else:
             a = node.attrs
-            if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or a.get("ceil_mode", 0) or \
-                    (any(a.get("pads", [0])) and not a.get("count_include_pad", 0)) or any(d != 1 for d in a.get("dilations", [1])):
-                return "an average over windows of different sizes"
+            if a.get("auto_pad", "NOTSET") not in ("NOTSET", "") or any(d != 1 for d in a.get("dilations", [1])) \
+                    or (a.get("ceil_mode", 0) and a.get("count_include_pad", 0)):
+                return "auto_pad, dilations, or ceil_mode with count_include_pad"
             kernel, strides, pads = list(a["kernel_shape"]), list(a.get("strides", [1] * n)), list(a.get("pads", [0] * 2 * n))
+            y = self.g.values[node.outputs[0]].shape[2:]     # ceil_mode: windows past the end hold fewer
+            pads = pads[:n] + [max(pads[n + d], (y[d] - 1) * strides[d] + kernel[d] - x.shape[2 + d] - pads[d])
+                               for d in range(n)]
+        counted = int(any(pads) and not node.attrs.get("count_include_pad", 0))
         out = self._output(node)
         xq, xqp = self._input(node.inputs[0])
         if out is None or xq is None:
             return "an input or output has no quantisation parameters"
         out_name, absorbed, yqp, (lo, hi) = out
         yq = self.new_int(out_name, yqp)
-        self.emit("KilnQAvgPool", node.name, [xq], [yq],
-                  dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / (yqp.s * int(np.prod(kernel))),
+        pooled_shape = tuple(x.shape[:2]) + (1,) * n
+        pooled = yq
+        if node.op == "ReduceMean" and tuple(self.g.values[out_name].shape) != pooled_shape:   # keepdims=0
+            pooled = self._unique(f"{yq}__pooled")
+            self.g.values[pooled] = Value(pooled, pooled_shape, yqp.dtype)
+        self.emit("KilnQAvgPool", node.name, [xq], [pooled],
+                  dict(x_zp=xqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=xqp.s / yqp.s, counted=counted,
                        kernel_shape=kernel, strides=strides, pads=pads),
                   node.sources + [s for a in absorbed for s in a.sources])
+        if pooled != yq:
+            shape = self.const(f"{out_name}__shape", np.array(self.g.values[out_name].shape, np.int64))
+            self.emit("Reshape", f"{node.name}_squeeze", [pooled, shape], [yq])
         self.absorbed |= {a.name for a in absorbed}
         return None
 
@@ -287,6 +332,17 @@ class _Rewriter:
         inputs = [self.requantised(i, yqp) for i in node.inputs]
         yq = self.new_int(node.outputs[0], yqp)
         self.emit("Concat", node.name, inputs, [yq], node.attrs, node.sources)
+        return None
+
+    def softmax(self, node: Node) -> str | None:
+        xq, xqp = self._input(node.inputs[0])
+        yqp = self.qparams.get(node.outputs[0])
+        if xq is None or yqp is None:
+            return "an input or output has no quantisation parameters"
+        yq = self.new_int(node.outputs[0], yqp)
+        self.emit("KilnQSoftmax", node.name, [xq], [yq],
+                  dict(axis=node.attrs.get("axis", -1), x_scale=xqp.s, y_scale=yqp.s, y_zp=yqp.zp, lo=yqp.qmin,
+                       hi=yqp.qmax), node.sources)
         return None
 
     def view(self, node: Node) -> str | None:

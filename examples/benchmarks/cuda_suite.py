@@ -1,0 +1,107 @@
+"""Build, verify and time models with the CUDA backend in one call (for a machine with a GPU).
+
+    python examples/benchmarks/cuda_suite.py [--torchvision resnet18,mobilenet_v2] [MODEL.onnx ...]
+
+Each model: Kiln compiles it, writes NAME.cu, builds it with nvcc (-O3 -arch=sm_90), runs it on the
+fixture's inputs (or seeded random ones) and compares with onnxruntime on the CPU; then times it
+(CUDA events, median of up to 50 runs, as many as fit ~2 s, after 3 warm-ups). --torchvision exports those torchvision
+architectures (seeded random weights) and also times PyTorch eager on the same GPU. One table last.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import codegen  # noqa: E402
+from codegen import cuda  # noqa: E402
+from codegen.verify import random_inputs  # noqa: E402
+
+
+def kiln_cuda(path, arrays=None):
+    import onnx
+    t0 = time.time()
+    compiled = codegen.compile(path)
+    cuda.build_cuda(cuda.emit_cuda(compiled))
+    build_s = time.time() - t0
+    r = cuda.run_and_time(compiled, onnx.load(str(path)), [arrays or random_inputs(compiled._io_specs()[0])])
+    launches = len(re.findall(r"^    layer_\w+<<<", cuda.emit_cuda(compiled).cu, re.M))
+    return dict(ok=r["ok"], max_rel=r["max_rel"], ms=r["ms"], build_s=build_s, launches=launches)
+
+
+def torch_eager(model, x, runs=50):
+    import torch
+    model = model.cuda().eval()
+    x = torch.from_numpy(x).cuda()
+    times = []
+    with torch.no_grad():
+        for _ in range(5):
+            model(x)
+        for _ in range(runs):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(x)
+            stop.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(stop))
+    return float(np.median(times))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("models", nargs="*")
+    p.add_argument("--torchvision", default="")
+    p.add_argument("--light", default="", help="onnx light-zoo model names (light_<name>.onnx), comma-separated")
+    args = p.parse_args()
+    rows = []
+    import onnx.backend.test
+    light = Path(onnx.backend.test.__file__).parent / "data" / "light"
+    for path in list(args.models) + [light / f"light_{n}.onnx" for n in filter(None, args.light.split(","))]:
+        path = Path(path)
+        io = path.with_name(path.stem + "_io.npz")
+        arrays = [np.load(io)["x"]] if io.is_file() else None
+        try:
+            r = kiln_cuda(path, arrays)
+        except Exception as err:       # one row per model, whatever happens
+            r = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
+        rows.append(dict(model=path.stem, **r))
+        print(rows[-1], flush=True)
+    for name in filter(None, args.torchvision.split(",")):
+        import torch
+        import torchvision
+        torch.manual_seed(0)
+        model = getattr(torchvision.models, name)(weights=None).eval()
+        x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_path = Path(tmp) / f"{name}.onnx"
+            torch.onnx.export(model, torch.from_numpy(x), str(onnx_path), opset_version=17, dynamo=False,
+                              input_names=["x"], output_names=["y"])
+            try:
+                r = kiln_cuda(onnx_path, [x])
+                r["torch_ms"] = torch_eager(model, x)
+                r["ratio"] = r["ms"] / r["torch_ms"]
+            except Exception as err:
+                r = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
+        rows.append(dict(model=name, **r))
+        print(rows[-1], flush=True)
+    print(f"\n{'model':24s} {'ok':>4s} {'max err/scale':>14s} {'kiln ms':>9s} {'torch ms':>9s} {'ratio':>6s} "
+          f"{'launches':>8s} {'build s':>8s}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:24s} ERROR {r['error']}")
+            continue
+        print(f"{r['model']:24s} {str(r['ok']):>4s} {r['max_rel']:14.2e} {r['ms']:9.3f} "
+              f"{r.get('torch_ms', float('nan')):9.3f} {r.get('ratio', float('nan')):6.2f} {r['launches']:8d} "
+              f"{r['build_s']:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
