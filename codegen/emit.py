@@ -10,10 +10,10 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from .ir import Graph
+from .ir import Graph, Value
 from .names import c_comment, c_identifier, c_string
 from .ops import Kernel, is_splat
-from .plan import ALIGN, Plan, align
+from .plan import ALIGN, Plan, align, scratch_name
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 RUNTIME_C = Path(__file__).resolve().parent.parent / "runtime_c"
@@ -137,7 +137,9 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
         args, splat, const_args = [], set(), {}
         buffers_used = {}
         entries = [(n, v, False) for n, v in kernel.inputs.items() if v is not None] + \
-                  [(n, v, True) for n, v in kernel.outputs.items()]
+                  [(n, v, True) for n, v in kernel.outputs.items()] + \
+                  [(n, Value(scratch_name(node.name, n), (count,), np.dtype(dt)), True)    # working memory
+                   for n, (dt, count) in kernel.scratch.items()]
         for arg, v, is_out in entries:
             buf = plan.where[v.name]
             buffers_used.setdefault(id(buf), []).append(arg)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .ir import Graph
 from .ops import Kernel
 
@@ -121,6 +123,11 @@ def _search(arena: list[Buffer], lower_bound: int) -> dict[int, int]:
     return _place(order, fit)
 
 
+def scratch_name(layer: str, arg: str) -> str:
+    """The plan's name for a layer's scratch buffer (Kernel.scratch)."""
+    return f"{layer}/scratch:{arg}"
+
+
 def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
     values = graph.values
     groups = _Groups(values)
@@ -206,6 +213,11 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
                                    first=first.get(root, 0), last=last.get(root, 0))
         buffers[root].values.append(name)
         where[name] = buffers[root]
+    for s, node in enumerate(graph.nodes):            # each layer's working memory, live for that layer
+        for arg, (dtype, count) in kernels[node.name].scratch.items():
+            name = scratch_name(node.name, arg)
+            buffers[name] = Buffer("arena", size=align(count * np.dtype(dtype).itemsize), first=s, last=s, values=[name])
+            where[name] = buffers[name]
     arena = [b for b in buffers.values() if b.kind == "arena" and b.size]
     lower_bound = max((sum(b.size for b in arena if b.first <= t <= b.last) for t in range(end + 1)), default=0)
     offsets = _search(arena, lower_bound)

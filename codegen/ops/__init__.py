@@ -45,6 +45,9 @@ class Kernel:
     # function returns nonzero, and so does the model's run) when none does
     cases: list[tuple[str, dict]] = field(default_factory=list)
     fails: bool = False             # the template itself returns 1 when a parameter it reads is invalid
+    # working memory the layer needs while it runs: C parameter name -> (element dtype, count); the
+    # plan places it in the arena, live for this layer only (so the stack stays small and RAM is known)
+    scratch: dict = field(default_factory=dict)
     tactic: str | None = None       # the tactic this kernel is, where the node had several
     tactics: tuple[str, ...] = ()   # all the node's tactics (candidates), its default first
 

@@ -22,12 +22,12 @@ DENSITIES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
 def _model(kind: str, density: float):
     if kind == "gemm":
         w = RNG.standard_normal((1024, 1024)).astype(np.float32)
-        x, y, shape_x, shape_y = "x", "y", (1, 1024), (1, 1024)
+        x, shape_x, shape_y = "x", (1, 1024), (1, 1024)
         node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
         b = RNG.standard_normal(1024).astype(np.float32)
     else:
         w = RNG.standard_normal((64, 64, 3, 3)).astype(np.float32)
-        x, y, shape_x, shape_y = "x", "y", (1, 64, 56, 56), (1, 64, 56, 56)
+        x, shape_x, shape_y = "x", (1, 64, 56, 56), (1, 64, 56, 56)
         node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
         b = RNG.standard_normal(64).astype(np.float32)
     w[np.abs(w) < np.quantile(np.abs(w), 1 - density)] = 0
