@@ -108,17 +108,35 @@ def random_inputs(specs, seed: int = 0) -> list[np.ndarray]:
     return arrays
 
 
+def _read_arrays(path) -> dict[str, np.ndarray]:
+    """An .npz's arrays; or a directory's .npy files: NAME.npy by input name, or, for a one-input
+    model, one sample (or a stack of them) per file, in file-name order."""
+    from pathlib import Path
+    path = Path(path)
+    try:
+        if not path.is_dir():
+            return dict(np.load(path))
+        files = sorted(path.glob("*.npy"))
+        if not files:
+            raise ValueError("the directory holds no .npy files")
+        return {f.stem: np.load(f) for f in files}
+    except Exception as err:
+        raise KilnError(f"--inputs {path}: cannot read it as .npz or a directory of .npy ({err}).") from None
+
+
 def load_inputs(path, specs) -> tuple[list[list[np.ndarray]], np.ndarray | None]:
-    """An .npz -> (list of samples, each a list of input arrays; labels or None).
+    """An .npz (or a directory of .npy) -> (list of samples, each a list of input arrays; labels or None).
 
     Arrays are found by input name, or by position (arr_0...), or, for a one-input model, as the
-    only array besides labels ("y" or "labels"). An array with a leading dimension of N where the
-    model's input has batch 1 is split into N samples."""
-    try:
-        data = dict(np.load(path))
-    except Exception as err:
-        raise KilnError(f"--inputs {path}: cannot read it as .npz ({err}).") from None
+    only array besides labels ("y" or "labels"), or (a directory) as every file stacked in name order.
+    An array with a leading dimension of N where the model's input has batch 1 is split into N samples."""
+    data = _read_arrays(path)
     names = [name for name, _, _ in specs]
+    shape0 = tuple(specs[0][1]) if specs else ()
+    if len(names) == 1 and names[0] not in data and len(data) > 1 and all(
+            k not in ("y", "labels") for k in data):     # a directory of samples of the one input
+        data = {names[0]: np.concatenate([a.reshape((-1,) + shape0[1:]) if shape0 else a.reshape(-1)
+                                          for a in data.values()])}
     labels = None
     for key in ("labels", "y"):
         if key in data and key not in names:

@@ -508,3 +508,12 @@ def test_fixtures_quantized_by_onnxruntime_agree_within_one_step(tmp_path, name,
     within, _ = lsb_agreement(compiled, proto, data)
     assert within >= 0.99
     assert integer_check(compiled, data[0])["exact"]
+
+
+def test_calibration_from_a_directory_of_npy_files(tmp_path):
+    x = np.load(DIGITS / "digits_calibration.npz")["x"][:24]
+    for i in range(0, 24, 8):
+        np.save(tmp_path / f"part{i:02d}.npy", x[i:i + 8])
+    from_dir = codegen.compile(DIGITS / "digits.onnx", calibration=tmp_path, int8="minmax")
+    from_list = codegen.compile(DIGITS / "digits.onnx", calibration=[[x[i:i + 1]] for i in range(24)], int8="minmax")
+    assert from_dir.sources.c == from_list.sources.c
