@@ -23,7 +23,7 @@ import jinja2
 import numpy as np
 
 from .build import cache_dir
-from .emit import MEMBERS, TEMPLATES, emit, used_helpers
+from .emit import MEMBERS, RUNTIME_C, TEMPLATES, emit, used_helpers
 from .errors import BuildError, KilnError
 
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
@@ -104,7 +104,8 @@ def emit_cuda(compiled) -> CudaSources:
                              blocks=max(1, -(-count // BLOCK)) if parallel else 1))
     # the C helpers the bodies call, as device functions
     helpers = re.sub(r"^static ", "static __device__ ", used_helpers("".join(la["body"] for la in launches)), flags=re.M)
-    cu = env.get_template("model.cu.j2").render(**ctx, launches=launches, block=BLOCK, helpers=helpers)
+    cu = env.get_template("model.cu.j2").render(**ctx, launches=launches, block=BLOCK, helpers=helpers,
+                                                runtime_h=(RUNTIME_C / "kiln_runtime.h").read_text())
     h = env.get_template("model.cuh.j2").render(**ctx)
     return CudaSources(compiled.name, cu, h)
 
