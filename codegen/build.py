@@ -38,22 +38,26 @@ def build_shared(name: str, c_source: str, h_source: str, cflags=None, extra: di
     cflags = default_cflags() if cflags is None else list(cflags)
     cc = compiler()
     extra = extra or {}
-    texts = [cc, *cflags, c_source, h_source, *(t for item in sorted(extra.items()) for t in item)]
+    files = {f"{name}.c": c_source, f"{name}.h": h_source, **extra}
+    return cached_library(name, files, [cc, *WARNINGS, *cflags, "-fPIC", "-shared", f"{name}.c", *extra, "-o",
+                                        "lib.so", "-lm"])
+
+
+def cached_library(name: str, files: dict[str, str], cmd: list[str]) -> Path:
+    """Write `files` into a temporary folder, run `cmd` there (it writes lib.so), and keep the library
+    in the cache under a key of the command and the files: the same inputs are built once."""
+    texts = [*cmd, *(t for item in sorted(files.items()) for t in item)]
     key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:24]
     lib = cache_dir() / f"{name}-{key}.so"
     if lib.exists():
         return lib
     with tempfile.TemporaryDirectory(prefix="kiln-") as tmp:
-        (Path(tmp) / f"{name}.c").write_text(c_source)
-        (Path(tmp) / f"{name}.h").write_text(h_source)
-        for file, text in extra.items():
+        for file, text in files.items():
             (Path(tmp) / file).write_text(text)
-        out = Path(tmp) / "lib.so"
-        cmd = [cc, *WARNINGS, *cflags, "-fPIC", "-shared", f"{name}.c", *extra, "-o", str(out), "-lm"]
         result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if result.returncode:
             raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")
         partial = lib.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(out, partial)
+        shutil.copyfile(Path(tmp) / "lib.so", partial)
         os.replace(partial, lib)
     return lib

@@ -9,12 +9,10 @@ and a stream, and NAME_run_host() copies host buffers in and out around it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +20,9 @@ import cffi
 import jinja2
 import numpy as np
 
-from .build import cache_dir
+from .build import cached_library
 from .emit import MEMBERS, RUNTIME_C, TEMPLATES, emit, used_helpers
-from .errors import BuildError, KilnError
+from .errors import KilnError
 
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
 BLOCK = 256
@@ -116,22 +114,8 @@ def build_cuda(sources: CudaSources, flags=None) -> Path:
     if cc is None:
         raise KilnError("nvcc was not found: install the CUDA toolkit (or put nvcc on PATH) to build --target cuda.")
     flags = list(flags or NVCC_FLAGS)
-    key = hashlib.sha256("\0".join([cc, *flags, sources.cu, sources.h]).encode()).hexdigest()[:24]
-    lib = cache_dir() / f"{sources.name}-cuda-{key}.so"
-    if lib.exists():
-        return lib
-    with tempfile.TemporaryDirectory(prefix="kiln-cuda-") as tmp:
-        (Path(tmp) / f"{sources.name}.cu").write_text(sources.cu)
-        (Path(tmp) / f"{sources.name}.h").write_text(sources.h)
-        out = Path(tmp) / "lib.so"
-        cmd = [cc, *flags, f"{sources.name}.cu", "-o", str(out)]
-        result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        if result.returncode:
-            raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")
-        partial = lib.with_suffix(f".{os.getpid()}.tmp")
-        shutil.copyfile(out, partial)
-        os.replace(partial, lib)
-    return lib
+    files = {f"{sources.name}.cu": sources.cu, f"{sources.name}.h": sources.h}
+    return cached_library(f"{sources.name}-cuda", files, [cc, *flags, f"{sources.name}.cu", "-o", "lib.so"])
 
 
 class CudaRunner:

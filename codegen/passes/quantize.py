@@ -233,15 +233,23 @@ class _Rewriter:
         self.absorbed |= {a.name for a in absorbed}
         return None
 
-    def batch_matmul(self, node: Node) -> str | None:
-        """MatMul of two run-time tensors: per-tensor parameters on both sides."""
-        if any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
+    def _two_operands(self, node: Node):
+        """((A int, its parameters), (B int, its parameters), the output) for a node of two float
+        operands, or why it stays float."""
+        if len(node.inputs) != 2 or any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
             return "not two float operands"
         out = self._output(node)
-        (aq, aqp), (bq, bqp) = self._input(node.inputs[0]), self._input(node.inputs[1])
-        if out is None or aq is None or bq is None:
+        a, b = self._input(node.inputs[0]), self._input(node.inputs[1])
+        if out is None or a[0] is None or b[0] is None:
             return "an input or output has no quantisation parameters"
-        out_name, absorbed, yqp, (lo, hi) = out
+        return a, b, out
+
+    def batch_matmul(self, node: Node) -> str | None:
+        """MatMul of two run-time tensors: per-tensor parameters on both sides."""
+        pair = self._two_operands(node)
+        if isinstance(pair, str):
+            return pair
+        (aq, aqp), (bq, bqp), (out_name, absorbed, yqp, (lo, hi)) = pair
         yq = self.new_int(out_name, yqp)
         self.emit("KilnQBatchMatMul", node.name, [aq, bq], [yq],
                   dict(a_zp=aqp.zp, b_zp=bqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, scale=[aqp.s * bqp.s / yqp.s]),
@@ -250,13 +258,10 @@ class _Rewriter:
         return None
 
     def binary(self, node: Node) -> str | None:
-        if len(node.inputs) != 2 or any(np.dtype(self.g.values[i].dtype) != np.float32 for i in node.inputs):
-            return "not two float operands"
-        out = self._output(node)
-        (aq, aqp), (bq, bqp) = self._input(node.inputs[0]), self._input(node.inputs[1])
-        if out is None or aq is None or bq is None:
-            return "an input or output has no quantisation parameters"
-        out_name, absorbed, yqp, (lo, hi) = out
+        pair = self._two_operands(node)
+        if isinstance(pair, str):
+            return pair
+        (aq, aqp), (bq, bqp), (out_name, absorbed, yqp, (lo, hi)) = pair
         common = dict(a_zp=aqp.zp, b_zp=bqp.zp, y_zp=yqp.zp, lo=lo, hi=hi, to=yqp.dtype.name)
         if node.op == "Add":
             attrs = dict(common, scale=[aqp.s / yqp.s, bqp.s / yqp.s])
