@@ -55,8 +55,9 @@ def _requant_consts(scale) -> dict:
     return dict(RM=m.astype(np.int32), RS=s.astype(np.int32))
 
 
-def _finish(Y: Value, index: str, y_zp: int, lo: int, hi: int) -> str:
-    return f"({_ctype(Y)})kiln_requant((int32_t)acc, RM[{index}], RS[{index}], {y_zp}, {lo}, {hi})"
+def _finish(Y: Value, index: str, y_zp: int, lo: int, hi: int, acc: str = "(int32_t)acc") -> str:
+    """The C that requantises the accumulator `acc` with the multiplier and shift of `index`."""
+    return f"({_ctype(Y)})kiln_requant({acc}, RM[{index}], RS[{index}], {y_zp}, {lo}, {hi})"
 
 
 # ---- convolution --------------------------------------------------------------------------------
@@ -224,7 +225,7 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
 
     def generic():
         acc = "(int32_t)(acc + (uint32_t)BI[n])" if B is not None or fold else "(int32_t)acc"
-        finish = _finish(Y, "n", y_zp, lo, hi).replace("(int32_t)acc", acc)
+        finish = _finish(Y, "n", y_zp, lo, hi, acc)
         kernel = _int_matmul(Y, A, W, None if fold else _scalar(f"{A.name}:zp", a_zp, A.dtype), None, finish, {},
                              "Y = requant(B + (A - a_zp) @ W) per column n")
         if fold:

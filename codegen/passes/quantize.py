@@ -46,7 +46,6 @@ class _Rewriter:
         self.float_ready = set(graph.inputs) | {n for n, v in graph.values.items() if v.is_const}
         self.users = graph.consumers()
         self.names: set[str] = set()            # node names emitted so far
-        self.kept: list[str] = []
         self.done = 0
 
     # ---- tensors -----------------------------------------------------------------------------------
