@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--target", default="c", choices=TARGETS,
                         help="c (default: the host), or a Cortex-M core: verify then also runs the C there, "
                              "under QEMU (cortex-m0plus and cortex-m3 have no FPU: int8 only)")
+    common.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "fp16"),
+                        help="--target cuda: fp32 (default), or the tensor cores in the convolutions and matrix "
+                             "products with tf32 or fp16 operands (float32 sums; verified at a 1e-2 tolerance)")
     common.add_argument("--ram-limit", metavar="SIZE",
                         help="refuse the model when its arena plus an estimated stack exceeds SIZE (e.g. 64K)")
     common.add_argument("--flash-limit", metavar="SIZE",
@@ -99,6 +102,8 @@ def _compile(args):
         raise KilnError(f"kiln {args.command} needs a MODEL (an .onnx file).")
     if args.tune and args.tactics:
         raise KilnError("--tune times the tactics and --tactics replays them: give one of the two.")
+    if args.tune and args.target == "cuda":
+        raise KilnError("--tune times the C kernels on this CPU: it does not apply to --target cuda.")
     limits = _limits(args)
     proto, _ = load_proto(args.model)
     t0 = time.perf_counter()
@@ -110,7 +115,8 @@ def _compile(args):
                    int8=args.calibration_method if args.int8 else None, percentile=args.percentile,
                    max_arena_bytes=args.max_arena_bytes,
                    max_weight_bytes=args.max_weight_bytes,
-                   weights_encoding=args.weights_encoding)
+                   weights_encoding=args.weights_encoding,
+                   backend="cuda" if args.target == "cuda" else "c")
     model = proto if args.name else args.model
     if args.tune:
         from .tune import tune
@@ -161,7 +167,7 @@ def cmd_compile(args) -> int:
     compiled, _, seconds = _compile(args)
     if args.target == "cuda":
         from .cuda import save
-        paths = save(compiled, args.output)
+        paths = save(compiled, args.output, args.precision)
         print(f"wrote {paths['cu']}, {paths['h']}, {paths['json']} in {seconds:.2f} s; build it with "
               f"nvcc -O3 -arch=sm_90 -Xcompiler -fPIC --shared {compiled.name}.cu")
         return 0
@@ -282,7 +288,7 @@ def _print_target(console, t):
 def _verify_cuda(compiled, proto, samples, args) -> int:
     """--target cuda: the .cu built with nvcc, run on the GPU, against onnxruntime on the CPU."""
     from .cuda import run_and_time
-    r = run_and_time(compiled, proto, samples)
+    r = run_and_time(compiled, proto, samples, precision=args.precision)
     if args.json:
         print(json.dumps(dict(model=compiled.name, target="cuda", **r), indent=1))
     else:

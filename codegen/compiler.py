@@ -17,6 +17,10 @@ from .ir import Graph
 from .names import c_identifier
 from .runtime import Runner
 
+# per backend, the tactics its layers take where a node has several (the first one it has; else its default):
+# the CUDA kernels read the weights in their ONNX layout, which the generic C kernels use too
+BACKEND_TACTICS = {"c": (), "cuda": ("generic", "depthwise")}
+
 INT8_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -132,7 +136,7 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
             prune_channels: float | None = None, calibration=None, int8: str | None = None,
             percentile: float = 99.99, weights_encoding: str = "string", tactics=None,
-            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31) -> CompiledModel:
+            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31, backend: str = "c") -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
@@ -145,7 +149,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     to integers with its own parameters without it;
     weights_encoding: "string" (one string literal) or "hex" (uint32 words); tactics: {layer: tactic}
     for layers with several kernels (see codegen.tune; a NAME.json's "tactics" works too); max_arena_bytes and
-    max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger."""
+    max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger;
+    backend: "c", or "cuda" (each layer takes the kernel the CUDA backend has, see codegen.cuda)."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
     for option, value in (("prune_sparsity", prune_sparsity), ("prune_channels", prune_channels)):
@@ -153,7 +158,11 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
             raise KilnError(f"{option} must be in [0, 1), not {value}.")
     if prune_scope not in ("global", "layer"):
         raise KilnError(f"prune_scope must be 'global' or 'layer', not {prune_scope!r}.")
+    if backend not in BACKEND_TACTICS:
+        raise KilnError(f"backend must be one of {', '.join(BACKEND_TACTICS)}, not {backend!r}.")
     options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
+    if backend != "c":
+        options["backend"] = backend
     if disable_passes:
         options["disable_passes"] = sorted(disable_passes)
     prune = dict(prune_threshold=prune_threshold, prune_sparsity=prune_sparsity, prune_channels=prune_channels)
@@ -180,7 +189,7 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:
         graph.name = c_identifier(name, "model")
-    kernels = ops.lower(graph, tune_mod.tactic_names(tactics))
+    kernels = ops.lower(graph, tune_mod.tactic_names(tactics), BACKEND_TACTICS[backend])
     plan = plan_mod.make_plan(graph, kernels)
     if plan.arena_bytes > max_arena_bytes:
         top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]

@@ -1,9 +1,11 @@
 """The CUDA backend: the same graph, kernels and memory plan as the C file, as one `NAME.cu`.
 
 One launch per fused layer. The layers that matter for time have their own kernels in
-templates/cuda/ (one thread per output element, the epilogue in the store, weights read in the
-layout the C kernels were packed into); every other layer runs its C body unchanged on one device
-thread (correct, not fast). Weights live in one device buffer uploaded by NAME_init(), the
+templates/cuda/: convolutions and matrix products as 64 x 64 tiles through shared memory (float32,
+or the tensor cores with --precision tf32/fp16), elementwise chains, pooling and the data movers with
+a thread per output element; the epilogue is fused into the store. Every other layer runs its C body
+unchanged on one device thread (correct, not fast). The model is compiled with backend="cuda", so each
+layer takes the kernel whose weights are in their ONNX layout (codegen.compiler.BACKEND_TACTICS). Weights live in one device buffer uploaded by NAME_init(), the
 intermediate tensors in one device arena at the plan's offsets; NAME_run() takes device pointers
 and a stream, and NAME_run_host() copies host buffers in and out around it.
 """
@@ -26,9 +28,12 @@ from .errors import KilnError
 
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
 BLOCK = 256
+SMS = 132           # the H100's multiprocessors: a product split along k where its tiles are too few to fill them
+# the precisions of the convolutions and products, and the tolerance each is verified at (None: float32's);
+# tf32 and fp16 round the operands to 10 mantissa bits (sums stay float32): about 1e-3 relative per layer
+PRECISIONS = {"fp32": None, "tf32": dict(rtol=1e-2, atol=1e-2), "fp16": dict(rtol=1e-2, atol=1e-2)}
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
-PARALLEL = {"elementwise", "conv", "conv_packed", "conv_depthwise", "gemm", "gemm_packed", "pool", "concat", "copy",
-            "transpose", "lrn", "batchnorm"}
+PARALLEL = {"elementwise", "conv", "conv_depthwise", "gemm", "pool", "concat", "copy", "transpose", "lrn", "batchnorm"}
 
 
 def _parallel(kernel) -> bool:
@@ -62,10 +67,27 @@ class CudaSources:
     h: str
 
 
+def tiling(rows: int, cols: int, depth: int, precision: str, groups: int = 1, batches: int = 1) -> dict:
+    """The grid of a tiled product (templates/cuda/_tiled.cu.j2): 64 x 64 tiles of rows x cols per group
+    and batch, and k split into chunks (multiples of 16, at least 64 deep) until about two blocks per
+    multiprocessor run."""
+    row_tiles, gx = -(-rows // 64), -(-cols // 64)
+    tiles = row_tiles * groups * gx * batches
+    splits = max(1, min(-(-2 * SMS // tiles), depth // 64))
+    kchunk = max(16, -(-(-(-depth // splits)) // 16) * 16)      # ceil(depth / splits), up to a multiple of 16
+    splits = -(-depth // kchunk)
+    padded = row_tiles * groups * 64 * gx * 64
+    return dict(rows=rows, cols=cols, depth=depth, batches=batches, precision=precision, row_tiles=row_tiles,
+                gx=gx, gy=row_tiles * groups, gz=batches * splits, splits=splits, kchunk=kchunk, padded=padded,
+                split_floats=batches * splits * padded if splits > 1 else 0,
+                split_tiles=tiles if splits > 1 else 0)
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(TEMPLATES / "cuda"), str(TEMPLATES / "c")]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["reduce_prod"] = lambda xs: int(np.prod(list(xs), dtype=np.int64))
+    env.globals["tiling"] = tiling
     return env
 
 
@@ -82,27 +104,42 @@ def _device_expr(expr: str) -> str:
     return expr
 
 
-def emit_cuda(compiled) -> CudaSources:
+def emit_cuda(compiled, precision: str = "fp32") -> CudaSources:
+    """NAME.cu and NAME.h. precision: "fp32" (default), or "tf32"/"fp16" for the tensor cores in the
+    convolutions and matrix products (operands rounded, sums in float32)."""
+    if compiled.options.get("backend") != "cuda":
+        raise KilnError("compile the model with backend='cuda' (kiln --target cuda does) to emit CUDA.")
+    if precision not in PRECISIONS:
+        raise KilnError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     ctx = emit(compiled.graph, compiled.kernels, compiled.plan, compiled.options, context=True)
     env = _env()
-    launches = []
+    launches, split_floats, split_tiles = [], 0, 0
     for layer in ctx["layers"]:
         if layer["alias_only"]:
             continue
         kernel = layer["kernel"]
         args = [dict(a, expr=_device_expr(a["expr"])) for a in layer["args"]]
         parallel = _parallel(kernel) and not layer["fails"]
+        grid, block = (1, 1, 1), 1
         if parallel:
             body = env.get_template(f"{kernel.template}.cu.j2").render(
-                **kernel.params, idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
-            count = int(re.search(r"/\* threads: (\d+) \*/", body).group(1))
+                **kernel.params, precision=precision,
+                idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
+            tiled = re.search(r"/\* grid: (\d+), (\d+), (\d+); block: (\d+); split: (\d+), (\d+) \*/", body)
+            if tiled:       # the body is the whole kernel, on its own grid
+                *grid, block, floats, tiles = map(int, tiled.groups())
+                split_floats, split_tiles = max(split_floats, floats), max(split_tiles, tiles)
+            else:           # a thread per output element
+                count = int(re.search(r"/\* threads: (\d+) \*/", body).group(1))
+                grid, block = (-(-count // BLOCK), 1, 1), BLOCK
         else:
-            body, count = layer["body"], 1
-        launches.append(dict(layer, args=args, body=body, threads=count, parallel=parallel,
-                             blocks=max(1, -(-count // BLOCK)) if parallel else 1))
+            body, count, tiled = layer["body"], 1, None
+        launches.append(dict(layer, args=args, body=body, parallel=parallel, tiled=bool(tiled),
+                             threads=0 if tiled else count, grid=tuple(grid), block=block))
     # the C helpers the bodies call, as device functions
     helpers = re.sub(r"^static ", "static __device__ ", used_helpers("".join(la["body"] for la in launches)), flags=re.M)
-    cu = env.get_template("model.cu.j2").render(**ctx, launches=launches, block=BLOCK, helpers=helpers,
+    cu = env.get_template("model.cu.j2").render(**ctx, launches=launches, helpers=helpers, precision=precision,
+                                                split_floats=split_floats, split_tiles=split_tiles,
                                                 runtime_h=(RUNTIME_C / "kiln_runtime.h").read_text())
     h = env.get_template("model.cuh.j2").render(**ctx)
     return CudaSources(compiled.name, cu, h)
@@ -155,15 +192,15 @@ class CudaRunner:
         getattr(self.lib, f"{self.name}_free")()
 
 
-def build(compiled, flags=None) -> CudaRunner:
-    sources = emit_cuda(compiled)
+def build(compiled, flags=None, precision: str = "fp32") -> CudaRunner:
+    sources = emit_cuda(compiled, precision)
     return CudaRunner(build_cuda(sources, flags), compiled.name, *compiled._io_specs())
 
 
-def save(compiled, directory) -> dict[str, Path]:
+def save(compiled, directory, precision: str = "fp32") -> dict[str, Path]:
     """Write NAME.cu, NAME.h (the CUDA API) and NAME.json into `directory`."""
     import json
-    sources = emit_cuda(compiled)
+    sources = emit_cuda(compiled, precision)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"cu": directory / f"{compiled.name}.cu", "h": directory / f"{compiled.name}.h",
@@ -174,25 +211,26 @@ def save(compiled, directory) -> dict[str, Path]:
     return paths
 
 
-def run_and_time(compiled, proto, samples, runs: int = 50) -> dict:
+def run_and_time(compiled, proto, samples, runs: int = 50, precision: str = "fp32") -> dict:
     """Build the .cu, run every sample through it and compare with onnxruntime (CPU); time it (CUDA
     events, the median of up to `runs` inferences that fit about 2 s, after 3 warm-ups)."""
     from .verify import Reference, compare
     if not gpu_present():
         raise KilnError("no CUDA device here (nvidia-smi lists none): --target cuda can be compiled "
                         "(kiln compile --target cuda) but not run on this machine.")
-    runner = build(compiled)
+    runner = build(compiled, precision=precision)
     reference = Reference(proto)
     worst = {}
     for arrays in samples:
         got = runner(*arrays)
         want = reference({n: a for (n, _, _), a in zip(runner.inputs, arrays)})
         for g, (name, w) in zip(got, want.items()):
-            c = compare(name, g, w.reshape(g.shape))
+            c = compare(name, g, w.reshape(g.shape), PRECISIONS[precision] if g.dtype == np.float32 else None)
             if name not in worst or (not c.ok, c.max_rel) > (not worst[name].ok, worst[name].max_rel):
                 worst[name] = c
     first = runner.time(3)[-1]
     ms = runner.time(int(min(runs, max(3, 2000 / max(first, 1e-3)))))
     runner.close()
     return dict(ok=all(c.ok for c in worst.values()), outputs=[c.__dict__ for c in worst.values()],
-                max_rel=max(c.max_rel for c in worst.values()), ms=float(np.median(ms)), samples=len(samples))
+                max_rel=max(c.max_rel for c in worst.values()), ms=float(np.median(ms)), samples=len(samples),
+                precision=precision)

@@ -33,34 +33,68 @@ MODELS = _models()
 
 
 def test_the_cuda_file_is_deterministic_and_names_every_layer():
-    compiled = codegen.compile(FIXTURES / "resnet_mini.onnx")
-    a, b = cuda.emit_cuda(compiled), cuda.emit_cuda(codegen.compile(FIXTURES / "resnet_mini.onnx"))
+    compiled = codegen.compile(FIXTURES / "resnet_mini.onnx", backend="cuda")
+    a, b = cuda.emit_cuda(compiled), cuda.emit_cuda(codegen.compile(FIXTURES / "resnet_mini.onnx", backend="cuda"))
     assert a.cu == b.cu and a.h == b.h
     launches = re.findall(r"^    layer_\w+<<<", a.cu, re.M)
     assert len(launches) == sum(1 for node in compiled.graph.nodes if not compiled.kernels[node.name].alias)
     assert "malloc" not in a.cu.replace("cudaMalloc", "")
     for node in compiled.graph.nodes:
         assert any(name in a.cu for _, name in node.sources)
+    # every convolution and the classifier are tiled products, not a thread per output
+    products = sum(k.template in ("conv", "gemm") for k in compiled.kernels.values())
+    assert products and len(re.findall(r"/\* grid: \d+, \d+, \d+; block: 256", a.cu)) == products
+
+
+def test_the_cuda_backend_needs_its_own_compile():
+    with pytest.raises(codegen.KilnError, match="backend='cuda'"):
+        cuda.emit_cuda(codegen.compile(DIGITS))
+    with pytest.raises(codegen.KilnError, match="precision"):
+        cuda.emit_cuda(codegen.compile(DIGITS, backend="cuda"), precision="fp8")
+
+
+@pytest.mark.parametrize("rows,cols,depth,groups,batches", [
+    (64, 3136, 576, 1, 1), (512, 49, 4608, 1, 1), (1000, 1, 512, 1, 1), (10, 7, 3, 1, 1), (64, 12544, 147, 1, 1),
+    (8, 100, 17, 4, 1), (16, 16, 16, 1, 12), (3, 5, 100000, 1, 1)])
+def test_tiling_covers_the_depth_in_chunks_of_16(rows, cols, depth, groups, batches):
+    t = cuda.tiling(rows, cols, depth, "fp32", groups, batches)
+    assert t["kchunk"] % 16 == 0 and (t["splits"] - 1) * t["kchunk"] < depth <= t["splits"] * t["kchunk"]
+    assert t["gx"] * 64 >= cols and t["row_tiles"] * 64 >= rows and t["gz"] == batches * t["splits"]
+    tiles = t["gx"] * t["gy"] * batches
+    assert t["splits"] == 1 or tiles * t["splits"] <= 2 * cuda.SMS + tiles     # split only to fill the GPU
+    assert t["split_floats"] == (batches * t["splits"] * t["padded"] if t["splits"] > 1 else 0)
 
 
 @needs_nvcc
 @pytest.mark.parametrize("name", list(MODELS))
 def test_nvcc_builds_the_cuda_file(name):
     path, options = MODELS[name]
-    compiled = codegen.compile(path, **options)
+    compiled = codegen.compile(path, backend="cuda", **options)
     assert cuda.build_cuda(cuda.emit_cuda(compiled)).is_file()
 
 
+@needs_nvcc
+@pytest.mark.parametrize("precision", ["tf32", "fp16"])
+@pytest.mark.parametrize("name", ["resnet_mini", "transformer_encoder"])
+def test_nvcc_builds_the_tensor_core_kernels(name, precision):
+    path, options = MODELS[name]
+    sources = cuda.emit_cuda(codegen.compile(path, backend="cuda", **options), precision)
+    assert "wmma::mma_sync" in sources.cu
+    assert cuda.build_cuda(sources).is_file()
+
+
 @needs_gpu
-@pytest.mark.parametrize("name", ["digits", "resnet_mini", "transformer_encoder", "int8_net"])
-def test_the_cuda_build_matches_onnxruntime(name):
+@pytest.mark.parametrize("name,precision", [("digits", "fp32"), ("resnet_mini", "fp32"), ("transformer_encoder", "fp32"),
+                                            ("int8_net", "fp32"), ("resnet_mini", "tf32"), ("mobilenet_v2_mini", "fp16")])
+def test_the_cuda_build_matches_onnxruntime(name, precision):
     from codegen.verify import random_inputs
     path, options = MODELS[name]
-    compiled = codegen.compile(path, **options)
+    compiled = codegen.compile(path, backend="cuda", **options)
     proto = path if isinstance(path, onnx.ModelProto) else onnx.load(str(path))
-    r = cuda.run_and_time(compiled, proto, [random_inputs(compiled._io_specs()[0], seed) for seed in range(2)])
+    r = cuda.run_and_time(compiled, proto, [random_inputs(compiled._io_specs()[0], seed) for seed in range(2)],
+                          precision=precision)
     if options.get("int8"):       # integers: the same C bodies, so the same bits as the host build
-        host = compiled.build()(*options["calibration"][0])
+        host = codegen.compile(path, **options).build()(*options["calibration"][0])
         assert np.array_equal(cuda.build(compiled)(*options["calibration"][0])[0], host[0])
     else:
         assert r["ok"], r

@@ -92,7 +92,7 @@ def _load_families() -> None:
         importlib.import_module(f"{__name__}.{mod.name}")
 
 
-def lower_node(graph: Graph, node: Node, tactic: str | None = None) -> Kernel:
+def lower_node(graph: Graph, node: Node, tactic: str | None = None, prefer: tuple[str, ...] = ()) -> Kernel:
     opdef = REGISTRY.get(node.op)
     if opdef is None:
         raise Unsupported("op is not supported")
@@ -117,7 +117,7 @@ def lower_node(graph: Graph, node: Node, tactic: str | None = None) -> Kernel:
         if tactic is not None and tactic not in kernel.candidates:
             raise KilnError(f"layer {node.name!r} has no tactic {tactic!r}; its tactics are "
                             f"{', '.join(kernel.names)} (the first is the default).")
-        kernel = kernel.pick(tactic)
+        kernel = kernel.pick(tactic or next((n for n in prefer if n in kernel.candidates), None))
     elif tactic is not None:
         raise KilnError(f"layer {node.name!r} ({node.op}) has one kernel only: no tactic to choose.")
     if node.epilogue:
@@ -130,9 +130,10 @@ def _dtype_name(dtype) -> str:
     return "string" if np.dtype(dtype).kind == "O" else np.dtype(dtype).name
 
 
-def lower(graph: Graph, tactics: dict[str, str] | None = None) -> dict[str, Kernel]:
+def lower(graph: Graph, tactics: dict[str, str] | None = None, prefer: tuple[str, ...] = ()) -> dict[str, Kernel]:
     """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled.
-    tactics: {layer (node) name: tactic name} for layers with several kernels (others: the default)."""
+    tactics: {layer (node) name: tactic name} for layers with several kernels (others: the first of
+    `prefer` they have, else their default)."""
     from ..emit import C_TYPES          # the element types a C buffer can hold
     tactics = tactics or {}
     unknown = sorted(set(tactics) - {node.name for node in graph.nodes})
@@ -146,7 +147,7 @@ def lower(graph: Graph, tactics: dict[str, str] | None = None) -> dict[str, Kern
             problems.append((node.name, node.op, f"dtype {_dtype_name(odd[0][1])} of {odd[0][0]!r} is not supported"))
             continue
         try:
-            kernels[node.name] = lower_node(graph, node, tactics.get(node.name))
+            kernels[node.name] = lower_node(graph, node, tactics.get(node.name), prefer)
         except Unsupported as why:
             problems.append((node.name, node.op, str(why)))
     if problems:
