@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import BuildError
@@ -57,7 +58,7 @@ def cached_library(name: str, files: dict[str, str], cmd: list[str]) -> Path:
         result = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if result.returncode:
             raise BuildError(f"{' '.join(cmd)} failed (a kiln bug, please report it):\n{result.stderr[-4000:]}")
-        partial = lib.with_suffix(f".{os.getpid()}.tmp")
+        partial = lib.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         shutil.copyfile(Path(tmp) / "lib.so", partial)
         os.replace(partial, lib)
     return lib

@@ -33,7 +33,8 @@ SMS = 132           # the H100's multiprocessors: a product split along k where 
 # tf32 and fp16 round the operands to 10 mantissa bits (sums stay float32): about 1e-3 relative per layer
 PRECISIONS = {"fp32": None, "tf32": dict(rtol=1e-2, atol=1e-2), "fp16": dict(rtol=1e-2, atol=1e-2)}
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
-PARALLEL = {"elementwise", "conv", "conv_depthwise", "gemm", "pool", "concat", "copy", "transpose", "lrn", "batchnorm"}
+PARALLEL = {"elementwise", "conv", "conv_depthwise", "gemm", "pool", "concat", "copy", "transpose", "lrn", "batchnorm",
+            "softmax", "norm", "reduce", "gather"}
 
 
 def _parallel(kernel) -> bool:

@@ -100,6 +100,36 @@ def test_the_cuda_build_matches_onnxruntime(name, precision):
         assert r["ok"], r
 
 
+@needs_gpu
+def test_the_conformance_cases_of_the_parallel_kernels_pass_on_the_gpu():
+    """Every conformance case that compiles to a CUDA kernel other than elementwise/copy (the convolutions,
+    products, pools, softmax, norms, reductions, gathers, ...) matches its expected outputs on the GPU;
+    built 16 at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .test_conformance import CASES, _array
+    picked = []
+    for case in CASES:
+        try:
+            compiled = codegen.compile(case.model, name="case", backend="cuda")
+        except codegen.KilnError:
+            continue
+        if any(cuda._parallel(k) and k.template not in ("elementwise", "copy") for k in compiled.kernels.values()):
+            picked.append((case, compiled))
+    with ThreadPoolExecutor(16) as pool:
+        runners = list(pool.map(lambda c: cuda.build(c[1]), picked))
+    failed = []
+    for (case, _), run in zip(picked, runners):
+        for inputs, expected in case.data_sets:
+            got = run(*[_array(x) for x in inputs])
+            for g, e in zip(got, expected):
+                if not np.allclose(g, _array(e), rtol=case.rtol, atol=case.atol, equal_nan=True):
+                    failed.append(case.name)
+        run.close()
+    print(f"{len(picked)} conformance cases on the GPU, {len(failed)} failed")
+    assert len(picked) > 200 and not failed, failed
+
+
 @pytest.mark.skipif(cuda.gpu_present(), reason="a GPU is present: verify --target cuda runs")
 def test_verify_on_a_machine_without_a_gpu_says_so(capsys):
     assert main(["verify", str(DIGITS), "--target", "cuda"]) == 2
