@@ -16,6 +16,7 @@ import re
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,16 @@ def kiln_cuda(path, arrays=None, precision="fp32"):
                           precision=precision)
     launches = len(re.findall(r"^    layer_\w+<<<", sources.cu, re.M))
     return dict(ok=r["ok"], max_rel=r["max_rel"], ms=r["ms"], build_s=build_s, launches=launches)
+
+
+def _prebuild(path, precision) -> float:
+    """Seconds to compile and nvcc the model (into the build cache)."""
+    t0 = time.time()
+    try:
+        cuda.build_cuda(cuda.emit_cuda(codegen.compile(path, backend="cuda"), precision))
+    except Exception:       # kiln_cuda reports it
+        pass
+    return time.time() - t0
 
 
 def torch_eager(model, x, runs=50, tf32=True):
@@ -71,36 +82,36 @@ def main():
     rows = []
     import onnx.backend.test
     light = Path(onnx.backend.test.__file__).parent / "data" / "light"
+    tmp = Path(tempfile.mkdtemp())
+    models, eager = {}, {}          # name -> (path, inputs); name -> PyTorch eager ms
     for path in list(args.models) + [light / f"light_{n}.onnx" for n in filter(None, args.light.split(","))]:
         path = Path(path)
         io = path.with_name(path.stem + "_io.npz")
-        arrays = [np.load(io)["x"]] if io.is_file() else None
-        for precision in precisions:
-            try:
-                r = kiln_cuda(path, arrays, precision)
-            except Exception as err:       # one row per model, whatever happens
-                r = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
-            rows.append(dict(model=path.stem, precision=precision, **r))
-            print(rows[-1], flush=True)
+        models[path.stem] = (path, [np.load(io)["x"]] if io.is_file() else None)
     for name in filter(None, args.torchvision.split(",")):
         import torch
         import torchvision
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)(weights=None).eval()
         x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-        with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = Path(tmp) / f"{name}.onnx"
-            torch.onnx.export(model, torch.from_numpy(x), str(onnx_path), opset_version=17, dynamo=False,
-                              input_names=["x"], output_names=["y"])
-            torch_ms = dict(torch_ms=torch_eager(model, x), torch_fp32_ms=torch_eager(model, x, tf32=False))
-            for precision in precisions:
-                try:
-                    r = kiln_cuda(onnx_path, [x], precision)
-                    r.update(torch_ms, ratio=r["ms"] / torch_ms["torch_ms"])
-                except Exception as err:
-                    r = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
-                rows.append(dict(model=name, precision=precision, **r))
-                print(rows[-1], flush=True)
+        onnx_path = tmp / f"{name}.onnx"
+        torch.onnx.export(model, torch.from_numpy(x), str(onnx_path), opset_version=17, dynamo=False,
+                          input_names=["x"], output_names=["y"])
+        models[name] = (onnx_path, [x])
+        eager[name] = dict(torch_ms=torch_eager(model, x), torch_fp32_ms=torch_eager(model, x, tf32=False))
+    jobs = [(name, precision) for name in models for precision in precisions]
+    with ThreadPoolExecutor(8) as pool:      # nvcc is the slow part: build everything at once (cached)
+        build_s = dict(zip(jobs, pool.map(lambda job: _prebuild(models[job[0]][0], job[1]), jobs)))
+    for name, precision in jobs:
+        path, arrays = models[name]
+        try:
+            r = dict(kiln_cuda(path, arrays, precision), build_s=build_s[name, precision])
+            if name in eager:
+                r.update(eager[name], ratio=r["ms"] / eager[name]["torch_ms"])
+        except Exception as err:       # one row per model, whatever happens
+            r = dict(error=f"{type(err).__name__}: {str(err)[:300]}")
+        rows.append(dict(model=name, precision=precision, **r))
+        print(rows[-1], flush=True)
     print(f"\n{'model':24s} {'prec':>5s} {'ok':>5s} {'max err/scale':>14s} {'kiln ms':>9s} {'torch ms':>9s} "
           f"{'torch fp32':>10s} {'ratio':>6s} {'launches':>8s} {'build s':>8s}")
     for r in rows:
