@@ -34,7 +34,8 @@ SMS = 132           # the H100's multiprocessors: a product split along k where 
 PRECISIONS = {"fp32": None, "tf32": dict(rtol=1e-2, atol=1e-2), "fp16": dict(rtol=1e-2, atol=1e-2)}
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
 PARALLEL = {"elementwise", "conv", "conv_depthwise", "gemm", "pool", "concat", "copy", "transpose", "lrn", "batchnorm",
-            "softmax", "norm", "reduce", "gather"}
+            "softmax", "norm", "reduce", "gather", "recurrent"}
+SHARED_BYTES = 40_000   # the static shared memory a block-wide kernel may take (the limit is 48 KiB)
 
 
 def _parallel(kernel) -> bool:
@@ -45,6 +46,9 @@ def _parallel(kernel) -> bool:
         return not kernel.params["indices"] and not kernel.params.get("integer")
     if kernel.template == "gemm":
         return not kernel.params["sparse"]
+    if kernel.template == "recurrent":   # its state in shared memory: gates, hidden and cell, per direction
+        p = kernel.params
+        return 4 * p["dirs"] * (p["G"] + 3) * p["H"] <= SHARED_BYTES
     return True
 
 
@@ -127,7 +131,7 @@ def emit_cuda(compiled, precision: str = "fp32") -> CudaSources:
                 **kernel.params, precision=precision,
                 idx=lambda a, e, s=frozenset(layer["splat"]): "0" if a in s else e)
             tiled = re.search(r"/\* grid: (\d+), (\d+), (\d+); block: (\d+); split: (\d+), (\d+) \*/", body)
-            if tiled:       # the body is the whole kernel, on its own grid
+            if tiled:       # the body is the whole kernel, on its own grid (tiled products, recurrences)
                 *grid, block, floats, tiles = map(int, tiled.groups())
                 split_floats, split_tiles = max(split_floats, floats), max(split_tiles, tiles)
             else:           # a thread per output element
