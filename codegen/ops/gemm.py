@@ -71,8 +71,9 @@ def matmul(outs, A, B):
                       math="Y[b] = A[b] @ B[b] (batched, broadcast)")
     if len(B.shape) != 2 or not _packable(B):     # packed and sparse: one weight matrix for every batch
         return generic()
-    return _tactics(lambda mr: _packed(A, B.const, None, Y, M, N, K, 0, 1.0, 1.0, batch=batch, mr=mr,
-                                       a_batch=batch_strides(a_shape, M * K), math="Y[b] = A[b] @ B (batched A, one B)"),
+    rows = M * int(np.prod(batch, dtype=np.int64))     # one B: A's batches are more rows of one product
+    return _tactics(lambda mr: _packed(A, B.const, None, Y, rows, N, K, 0, 1.0, 1.0, batch=[], mr=mr, a_batch=[],
+                                       math="Y = A @ B (A's batches as rows)" if batch else "Y = A @ B"),
                     generic, B.const.T)
 
 
