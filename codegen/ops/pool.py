@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import FLOAT, Kernel, Unsupported, c_type, op, require_dtype
+from . import FLOAT, Kernel, Tactics, Unsupported, c_type, op, require_dtype
 from .conv import resolve_pads
 
 
@@ -14,7 +14,7 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
     # where MaxPool's Indices output counts each spatial index from: row-major, or column-major
     steps = [int(np.prod(in_sizes[d + 1:] if not storage_order else in_sizes[:d])) for d in range(len(in_sizes))]
     outputs = {"Y": Y} if indices is None else {"Y": Y, "Ind": indices}
-    return Kernel("pool", {"X": X}, outputs,
+    generic = Kernel("pool", {"X": X}, outputs,
                   params=dict(kind=kind, NC=N * C, C=C, osize=int(np.prod(Y.shape[2:])), I=in_sizes,
                               O=list(Y.shape[2:]), K=list(kernel),
                               S=list(strides), D=list(dilations), P=list(begin), PE=list(end),
@@ -23,6 +23,34 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
                   macs=int(np.prod(Y.shape)) * int(np.prod(kernel)),
                   epilogue_modes=("flat", "chan") if indices is None else None,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
+    if len(in_sizes) == 2 and kind in ("max", "avg") and indices is None and not count_include_pad \
+            and dilations == [1, 1] and np.dtype(X.dtype) == np.float32 and Y.shape[3] <= MAX_ROW:
+        return Tactics("rows", {"rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
+                                "generic": lambda: generic})
+    return generic
+
+
+MAX_ROW = 1024      # the rows kernel keeps an output row of sums on the stack
+
+
+def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
+    """2-D max/average pooling one output row at a time (templates/c/pool_rows.c.j2): for each tap column,
+    the output columns [lo, hi) whose tap lies inside the input row, and the input column offset."""
+    (_, _, IH, IW), (OH, OW) = X.shape, Y.shape[2:]
+    (KH, KW), (SH, SW), (PH, PW) = kernel, strides, begin
+    columns = []
+    for kw in range(KW):
+        shift = kw - PW
+        lo = min(OW, max(0, -(shift // SW)))                 # first ow with ow * SW + shift >= 0
+        hi = max(lo, min(OW, -(-(IW - shift) // SW)))       # first ow with ow * SW + shift >= IW
+        if hi > lo:                                          # tap columns past the row for every output: none
+            columns.append((lo, hi, shift))
+    if not columns:
+        return generic
+    return Kernel("pool_rows", generic.inputs, generic.outputs,
+                  params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], IH=IH, IW=IW, OH=OH, OW=OW,
+                              KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, columns=columns),
+                  macs=generic.macs, epilogue_modes=generic.epilogue_modes, math=generic.math)
 
 
 def _spatial(X, kernel_shape, strides, dilations):
