@@ -24,13 +24,12 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
                   epilogue_modes=("flat", "chan") if indices is None else None,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
     if len(in_sizes) == 2 and kind in ("max", "avg") and indices is None and not count_include_pad \
-            and dilations == [1, 1] and np.dtype(X.dtype) == np.float32 and Y.shape[3] <= MAX_ROW:
+            and dilations == [1, 1] and np.dtype(X.dtype) == np.float32:
         return Tactics("rows", {"rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
                                 "generic": lambda: generic})
     return generic
 
 
-MAX_ROW = 1024      # the rows kernel keeps an output row of sums on the stack
 
 
 def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
@@ -50,6 +49,7 @@ def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
     return Kernel("pool_rows", generic.inputs, generic.outputs,
                   params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], IH=IH, IW=IW, OH=OH, OW=OW,
                               KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, columns=columns),
+                  scratch={"A": (np.float32, OW)},       # one output row's maxima or sums
                   macs=generic.macs, epilogue_modes=generic.epilogue_modes, math=generic.math)
 
 
