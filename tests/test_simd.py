@@ -55,7 +55,14 @@ def _gemms():
     return model(nodes, [("a", (19, 13)), ("b", (2, 13, 19))], [("y1", (13, 37)), ("y2", (2, 13, 37))], inits)
 
 
-MODELS = {"convs": _convs, "gemms": _gemms, "resnet_mini": lambda: onnx.load(FIXTURES / "resnet_mini.onnx"),
+def _depthwise_tiles():
+    """The convolutions with the depthwise layers on their register-tile kernel (not the default rows)."""
+    m = _convs()
+    kernels = codegen.compile(m).kernels
+    return m, dict(tactics={n: "depthwise" for n, k in kernels.items() if "depthwise" in k.tactics})
+
+
+MODELS = {"convs": _convs, "convs_tiles": _depthwise_tiles, "gemms": _gemms, "resnet_mini": lambda: onnx.load(FIXTURES / "resnet_mini.onnx"),
           "mobilenet_v2_mini": lambda: onnx.load(FIXTURES / "mobilenet_v2_mini.onnx")}
 
 # path: (flags that select it, the kiln_vfma it defines, lanes)
@@ -71,12 +78,12 @@ def compiled(tmp_path_factory):
     root = tmp_path_factory.mktemp("simd")
     out = {}
     for name, make in MODELS.items():
-        m = make()
-        c = codegen.compile(m, name="m")
+        m, options = (lambda made: made if isinstance(made, tuple) else (made, {}))(make())
+        c = codegen.compile(m, name="m", **options)
         c.save(root / name)
         out[name] = (m, c, root / name)
     templates = {k.template for _, c, _ in out.values() for k in c.kernels.values()}
-    assert {"conv_packed", "conv_depthwise", "gemm_packed"} <= templates
+    assert {"conv_packed", "conv_depthwise", "conv_depthwise_rows", "gemm_packed"} <= templates
     return out
 
 

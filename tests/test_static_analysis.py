@@ -89,7 +89,8 @@ def _generate(root):
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
     models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
               "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv(),
-              "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels()}
+              "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels(),
+              "mobilenet_v2_mini_tiled": _other_tactic(FIXTURES / "mobilenet_v2_mini.onnx", "rows", "depthwise")}
     templates = set()
     for name, m in models.items():
         m, options = m if isinstance(m, tuple) else (m, {})
@@ -97,6 +98,12 @@ def _generate(root):
         compiled.save(root / name)
         templates |= {k.template for k in compiled.kernels.values()}
     return sorted(root.glob("*/m.c")), templates
+
+
+def _other_tactic(path, default: str, other: str):
+    """A model whose layers of tactic `default` take their tactic `other` instead."""
+    kernels = codegen.compile(path).kernels
+    return path, dict(tactics={name: other for name, k in kernels.items() if k.tactic == default and other in k.tactics})
 
 
 def _int8_kernels():

@@ -74,9 +74,29 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
             candidates["sparse"] = lambda: _sparse(*conv_args)
         candidates["generic"] = generic
         return Tactics("sparse" if sparse.worth_it("conv", W.const) else f"packed_bm{BLOCK_M}", candidates)
+    def depthwise_rows():
+        kernel = depthwise()
+        p = kernel.params
+        kernel.template = "conv_depthwise_rows"
+        kernel.params = dict(p, columns=tap_columns(p["IW"], p["OW"], p["KW"], p["SW"], p["DW"], p["PW"]))
+        kernel.scratch = {"A": (np.float32, p["OW"])}       # one output row's sums
+        return kernel
     if spatial == 2 and group == C == M:
-        return Tactics("depthwise", {"depthwise": depthwise, "generic": generic})
+        return Tactics("rows", {"rows": depthwise_rows, "depthwise": depthwise, "generic": generic})
     return generic()
+
+
+def tap_columns(IW: int, OW: int, KW: int, SW: int, DW: int, PW: int) -> list[tuple[int, int, int, int]]:
+    """For each tap column kw of a window over rows of IW: (kw, lo, hi, shift), output columns [lo, hi) being
+    those whose tap ow * SW + shift (shift = kw * DW - PW) lies inside the row; taps inside for none are left out."""
+    columns = []
+    for kw in range(KW):
+        shift = kw * DW - PW
+        lo = min(OW, max(0, -(shift // SW)))                 # first ow with ow * SW + shift >= 0
+        hi = max(lo, min(OW, -(-(IW - shift) // SW)))       # first ow with ow * SW + shift >= IW
+        if hi > lo:
+            columns.append((kw, lo, hi, shift))
+    return columns
 
 
 def _sparse(X, W, B, Y, strides, dilations, begin, macs) -> Kernel:

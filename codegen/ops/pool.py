@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import FLOAT, Kernel, Tactics, Unsupported, c_type, op, require_dtype
-from .conv import resolve_pads
+from .conv import resolve_pads, tap_columns
 
 
 def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
@@ -30,20 +30,12 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
     return generic
 
 
-
-
 def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
-    """2-D max/average pooling one output row at a time (templates/c/pool_rows.c.j2): for each tap column,
-    the output columns [lo, hi) whose tap lies inside the input row, and the input column offset."""
+    """2-D max/average pooling one output row at a time (templates/c/pool_rows.c.j2), over the tap columns'
+    output ranges inside the input row (conv.tap_columns)."""
     (_, _, IH, IW), (OH, OW) = X.shape, Y.shape[2:]
     (KH, KW), (SH, SW), (PH, PW) = kernel, strides, begin
-    columns = []
-    for kw in range(KW):
-        shift = kw - PW
-        lo = min(OW, max(0, -(shift // SW)))                 # first ow with ow * SW + shift >= 0
-        hi = max(lo, min(OW, -(-(IW - shift) // SW)))       # first ow with ow * SW + shift >= IW
-        if hi > lo:                                          # tap columns past the row for every output: none
-            columns.append((lo, hi, shift))
+    columns = [(lo, hi, shift) for _, lo, hi, shift in tap_columns(IW, OW, KW, SW, 1, PW)]
     if not columns:
         return generic
     return Kernel("pool_rows", generic.inputs, generic.outputs,
