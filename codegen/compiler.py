@@ -52,10 +52,12 @@ class CompiledModel:
                 inputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
                         for v in k.inputs.values() if v is not None],
                 outputs=[dict(name=v.name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)),
-                              buffer=plan.where[v.name].kind, offset=plan.where[v.name].offset) for v in outs],
+                              buffer=plan.where[v.name].kind,
+                              offset=plan.where[v.name].offset + plan.offsets.get(v.name, 0)) for v in outs],
                 macs=int(k.macs), params=int(sum(v.size for v in k.inputs.values() if v is not None and v.is_const)
                                              + sum(a.size for a in k.consts.values())),
-                code="view" if k.alias and node.name not in plan.copies else k.template))
+                code="view" if k.alias and node.name not in plan.copies else
+                "in place" if node.name in plan.concats else k.template))
         return dict(name=self.name, opset=g.opset, options=self.options, passes=self.passes, layers=layers,
                     tactics=self.tactics,
                     arena_bytes=plan.arena_bytes,

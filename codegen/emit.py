@@ -133,7 +133,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
     layers = []
     for step, node in enumerate(graph.nodes):
         kernel = kernels[node.name]
-        alias_only = kernel.alias and node.name not in plan.copies
+        alias_only = kernel.alias and node.name not in plan.copies or node.name in plan.concats
         args, splat, const_args = [], set(), {}
         buffers_used = {}
         entries = [(n, v, False) for n, v in kernel.inputs.items() if v is not None] + \
@@ -168,7 +168,7 @@ def emit(graph: Graph, kernels: dict[str, Kernel], plan: Plan, options: dict, pr
                 elif buf.kind == "output":
                     expr = f"({ctype} *)outputs[{buf.index}]"
                 else:
-                    expr = f"kiln_arena.{member} + {buf.offset // np.dtype(v.dtype).itemsize}"
+                    expr = f"kiln_arena.{member} + {(buf.offset + plan.offsets.get(v.name, 0)) // np.dtype(v.dtype).itemsize}"
             qual = "" if is_out else "const "
             restrict = "" if shared else "restrict "
             args.append(dict(name=arg, decl=f"{qual}{ctype} *{restrict}{arg}", expr=expr,
@@ -221,7 +221,7 @@ def _guarded(cases: list[tuple[str, dict]], render) -> str:
 
 def _where(plan: Plan, value: str) -> str:
     buf = plan.where[value]
-    return {"arena": f"@arena+{buf.offset}", "input": f"@input[{buf.index}]",
+    return {"arena": f"@arena+{buf.offset + plan.offsets.get(value, 0)}", "input": f"@input[{buf.index}]",
             "output": f"@output[{buf.index}]", "const": "@weights"}[buf.kind]
 
 

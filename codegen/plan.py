@@ -3,7 +3,10 @@
 Algorithm (after TensorFlow Lite Micro's greedy planner):
 1. Values that are views of another (Reshape, Flatten, Identity...) share its buffer; so does the
    output of an elementwise op whose input dies there (in place). Graph inputs and outputs are the
-   caller's buffers; a view that would join two caller buffers becomes a copy instead.
+   caller's buffers; a view that would join two caller buffers becomes a copy instead. A Concat whose
+   inputs are whole slices of its output (nothing outside the axis but 1s) and that its layers write
+   (no caller buffer, constant or shared buffer) has them planned in place, each at its offset in the
+   output: the producers write the concatenation, and the Concat runs no code.
 2. Each remaining buffer is live from the step that writes it to the last step that reads it.
 3. Buffers are placed one by one, each at the lowest aligned offset that does not overlap a placed
    buffer live at the same time: largest first (TFLite Micro's order), and in three other orders
@@ -47,6 +50,8 @@ class Plan:
     buffers: list[Buffer]
     where: dict[str, Buffer]          # value name -> its buffer
     copies: set[str]                  # view nodes that must copy (they join two caller buffers)
+    offsets: dict[str, int]           # value name -> its byte offset in its buffer (a Concat's inputs; else 0)
+    concats: set[str]                 # Concat nodes planned in place: no code
     arena_bytes: int
     lower_bound: int
     steps: int
@@ -167,6 +172,27 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
         else:
             join(x, y)
 
+    # 1b. concatenations in place: each input a slice of the output's buffer
+    slices, concats = {}, set()        # value -> byte offset in its Concat's output; Concats in place
+    members = {}
+    for name in values:
+        members.setdefault(groups.find(name), []).append(name)
+    for node in graph.nodes:
+        k = kernels[node.name]
+        if k.template != "concat" or k.params["outer"] != 1:
+            continue
+        (y,) = [v.name for v in k.outputs.values()]
+        parts = [(k.inputs[p["name"]].name, p["offset"]) for p in k.params["parts"]]
+        names = [x for x, _ in parts]
+        if bound(y) or len(set(names)) != len(names) or any(
+                bound(x) or len(members[groups.find(x)]) != 1 or x in slices or off % ALIGN for x, off in parts):
+            continue
+        for x, off in parts:
+            join(y, x)
+            slices[x] = off
+        members[groups.find(y)] = [y, *names]
+        concats.add(node.name)
+
     # 2. lifetimes per group, then in-place reuse where an input dies at an elementwise op
     step_of = {node.name: s for s, node in enumerate(graph.nodes)}
     first, last = {}, {}
@@ -193,7 +219,8 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
         for arg in k.inplace:
             x = k.inputs[arg].name
             rx, ry = groups.find(x), groups.find(y)
-            if rx == ry or last[rx] != step_of[node.name] or bound(x) or nbytes[rx] != nbytes[ry]:
+            if rx == ry or last[rx] != step_of[node.name] or bound(x) or nbytes[rx] != nbytes[ry] \
+                    or x in slices or y in slices:        # a Concat's slices stay where they are
                 continue
             f, l = min(first[rx], first[ry]), max(last[rx], last[ry])
             join(y, x)
@@ -224,5 +251,5 @@ def make_plan(graph: Graph, kernels: dict[str, Kernel]) -> Plan:
     for b in arena:
         b.offset = offsets[id(b)]
     arena_bytes = max((b.offset + b.size for b in arena), default=0)
-    return Plan(list(buffers.values()), where, copies, arena_bytes, lower_bound, end)
+    return Plan(list(buffers.values()), where, copies, slices, concats, arena_bytes, lower_bound, end)
 

@@ -85,3 +85,31 @@ def test_timeline_has_one_line_per_arena_buffer():
     compiled = codegen.compile(FIXTURES / "resnet_mini.onnx")
     assert len(compiled.plan.timeline()) == len(_arena(compiled))
     assert "memory plan" in compiled.sources.c
+
+
+def test_concat_inputs_are_planned_in_place():
+    """Two convolutions whose outputs are concatenated write straight into the Concat's output, which runs
+    no code; a Concat of a graph input, or of a slice another Concat already holds, copies as before.
+    Each matches onnxruntime."""
+    from codegen.verify import verify
+    rng = np.random.default_rng(0)
+    w = {f"w{i}": rng.standard_normal((4, 3, 3, 3)).astype(np.float32) for i in range(3)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w1"], ["b"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["ab"], axis=1),         # in place
+             helper.make_node("Relu", ["ab"], ["r"]),
+             helper.make_node("Conv", ["x", "w2"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["b", "c"], ["bc"], axis=1),         # b is the first Concat's: copies
+             helper.make_node("Concat", ["x", "r"], ["xr"], axis=1),         # x is the caller's: copies
+             helper.make_node("Add", ["bc", "bc"], ["y1"])]
+    m = model(nodes, [("x", (1, 3, 8, 8))], [("y1", (1, 8, 8, 8)), ("xr", (1, 11, 8, 8))], w)
+    compiled = codegen.compile(m, opt_level=0)
+    plan = compiled.plan
+    concats = [n.name for n in compiled.graph.nodes if n.op == "Concat"]
+    assert plan.concats == {concats[0]}
+    assert plan.where["a"] is plan.where["b"] is plan.where["ab"]
+    assert plan.offsets["a"] == 0 and plan.offsets["b"] == 4 * 8 * 8 * 4
+    assert f"layer_{[n.name for n in compiled.graph.nodes].index(concats[0])}" not in compiled.sources.c.split(
+        "_run(")[-1]     # no call: the layer runs no code
+    _assert_no_overlap(compiled)
+    assert verify(compiled, m).ok
