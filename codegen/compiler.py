@@ -19,7 +19,7 @@ from .runtime import Runner
 
 # per backend, the tactics its layers take where a node has several (the first one it has; else its default):
 # the CUDA kernels read the weights in their ONNX layout, which the generic C kernels use too
-BACKEND_TACTICS = {"c": (), "cuda": ("generic", "depthwise")}
+BACKEND_TACTICS = {"c": (), "cuda": ("depthwise", "generic")}
 
 INT8_METHODS = ("minmax", "percentile", "entropy")
 
