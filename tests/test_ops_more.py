@@ -309,3 +309,27 @@ def test_an_empty_input_with_a_non_empty_output_is_refused_not_left_unwritten():
               [("x", (1, 1, 0, 4)), ("g", (1, 2, 2, 2))], [("y", (1, 1, 2, 2))])
     with pytest.raises(codegen.UnsupportedError, match="empty input"):
         codegen.compile(m)
+
+
+@pytest.mark.parametrize("op", ["Exp", "Tanh", "Erf"])
+def test_fast_float_functions_over_their_range(op):
+    """Exp (libm's: it overflows to inf), and Tanh and Erf through Kiln's branch-free kiln_tanhf / kiln_erff,
+    against float64 over the range and its ends (exp within 2 ulp relatively, tanh within 2e-7 and erf
+    within 3e-7 absolutely, erf within 2 ulp below 0.5), signed zeros, infinities and NaN."""
+    import math
+    x = np.concatenate([np.linspace(-12, 12, 24001), [0.0, 1e-8, -1e-8, 1e-3, -1e-3, 0.4999, 0.5, 0.5001, 86.9, -87.1,
+                                                      88.7, -104, 1e30, -1e30, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    got = one_node(op, {"x": x})[0]
+    x64 = x.astype(np.float64)
+    want = {"Exp": np.exp, "Tanh": np.tanh, "Erf": np.vectorize(math.erf)}[op](x64)
+    finite = np.isfinite(want) & (np.abs(x64) < 80)
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    if op == "Exp":
+        assert np.max(np.abs(got[finite] - want[finite]) / want[finite]) < 2 * 2.0 ** -23
+        assert got[x == np.inf] == np.inf and got[x == -np.inf] == 0
+    else:
+        assert np.max(np.abs(got[finite] - want[finite])) < (2e-7 if op == "Tanh" else 3e-7)
+        small = finite & (np.abs(x64) < 0.5) & (x64 != 0)
+        if op == "Erf":
+            assert np.max(np.abs(got[small] - want[small]) / np.abs(want[small])) < 2 * 2.0 ** -23
+        assert np.array_equal(got[np.isinf(x)], np.sign(x[np.isinf(x)]))

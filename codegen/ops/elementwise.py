@@ -39,6 +39,10 @@ DTYPES = {
     "int4": ("i", "int8_t"), "uint4": ("u", "uint8_t"), "int2": ("i", "int8_t"), "uint2": ("u", "uint8_t"),
 }
 MATH_SUFFIX = {"float": "f", "double": ""}      # expf / exp: the one per-type table of math functions
+# float functions Kiln computes itself (runtime_c/kiln_helpers.c: about 1 ulp, no branches, so a loop of
+# them vectorises where libm's calls would not); fn(..., exact=True) keeps libm's (kiln_expf stops at
+# exp(87), where the Exp op itself must overflow to inf)
+FAST_FLOAT = {"exp": "kiln_expf", "tanh": "kiln_tanhf", "erf": "kiln_erff"}
 # dtypes stored as bits, one byte or two per element: (read the value, store a value as the bits);
 # {saturate} and {round_mode} are Cast's attributes (float8 only), the defaults everywhere else. The
 # explicit (double)(x) keeps clang's -Wdouble-promotion quiet; the parentheses, -Wbad-function-cast.
@@ -90,7 +94,9 @@ class Operand(str):
         """The unsigned type integer arithmetic on this dtype wraps in."""
         return "uint64_t" if self.dtype.itemsize == 8 else "uint32_t"
 
-    def fn(self, name: str) -> str:
+    def fn(self, name: str, exact: bool = False) -> str:
+        if self.C == "float" and name in FAST_FLOAT and not exact:
+            return FAST_FLOAT[name]
         return name + MATH_SUFFIX[self.C]
 
     def lit(self, x) -> str:
