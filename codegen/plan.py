@@ -90,7 +90,7 @@ PLACEMENT_ORDERS = {
 }
 
 
-SEARCH_MOVES = 300
+SEARCH_MOVES = 1000
 
 
 def _place(ordered: list[Buffer], best_fit: bool) -> dict[int, int]:

@@ -114,7 +114,7 @@ def _fake_times(compiled, cflags=None, arrays=None, runs=0, budget_s=0.0, shippe
     def ms(tactic):
         if tactic is None:
             return 0.01
-        return {"generic": 3.0, "sparse": 0.5, "depthwise": 1.0, "rows": 1.5}.get(tactic) or 2.0 / int(tactic.split("_")[1][2:])
+        return {"generic": 3.0, "sparse": 0.5, "depthwise": 1.0, "rows": 1.5, "plane": 1.5}.get(tactic) or 2.0 / int(tactic.split("_")[1][2:])
     layers = np.array([ms(compiled.kernels[n.name].tactic) for n in compiled.graph.nodes])
     return layers, float(layers.sum()), 1
 
@@ -147,7 +147,7 @@ def test_compile_tune_and_replay_from_the_command_line(tmp_path, monkeypatch, ca
     assert main(["compile", model_path, "--tune", "-o", str(tmp_path / "t"), *CFLAGS]) == 0
     assert "changed from the default" in capsys.readouterr().err
     report = json.loads((tmp_path / "t" / "resnet_mini.json").read_text())
-    assert {t["chosen"] for t in report["tactics"].values()} == {"packed_bm16", "packed_mr12", "rows"}
+    assert {t["chosen"] for t in report["tactics"].values()} == {"packed_bm16", "packed_mr12", "rows", "plane"}
     assert main(["compile", model_path, "--tactics", str(tmp_path / "t" / "resnet_mini.json"),
                  "-o", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "resnet_mini.c").read_text() == (tmp_path / "t" / "resnet_mini.c").read_text()

@@ -25,9 +25,23 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
     if len(in_sizes) == 2 and kind in ("max", "avg") and indices is None and not count_include_pad \
             and dilations == [1, 1] and np.dtype(X.dtype) == np.float32:
+        if list(kernel) == in_sizes and not any(begin) and not any(end):     # global: one plane, one output
+            return Tactics("plane", {"plane": lambda: _plane(kind, generic, int(np.prod(in_sizes))),
+                                     "generic": lambda: generic})
         return Tactics("rows", {"rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
                                 "generic": lambda: generic})
     return generic
+
+
+PLANE_LANES = 16     # the partial results of a global pool: one AVX-512 vector
+
+
+def _plane(kind, generic, n) -> Kernel:
+    """Global max/average pooling of each float plane through PLANE_LANES partial results
+    (templates/c/pool_plane.c.j2)."""
+    return Kernel("pool_plane", generic.inputs, generic.outputs,
+                  params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], n=n, lanes=min(n, PLANE_LANES)),
+                  macs=generic.macs, epilogue_modes=generic.epilogue_modes, math=generic.math)
 
 
 def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
