@@ -245,7 +245,8 @@ static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
 
 /* exp(x) in float to about 1 ulp, without libm, and with selects on integers only (a compiler
  * keeps float arithmetic out of branches, so loops of it vectorise): |x| clamped to 87 (exp(87) ~
- * 6e37 stands for anything larger, exp(-87) ~ 1.6e-38 for anything smaller); x = k ln2 + r,
+ * 6e37 stands for anything up to 88.72, exp(-87) ~ 1.6e-38 for anything down to -103.97; beyond
+ * them +inf and 0, as libm, so that e.g. x * sigmoid(x) at -inf is NaN as onnxruntime's); x = k ln2 + r,
  * |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite; k rounded by adding 1.5 * 2^23); exp(r) by its
  * Taylor series to r^7 (error < 1e-8); 2^k written into the exponent bits. NaN stays NaN. */
 static inline float kiln_expf(float x)
@@ -263,8 +264,10 @@ static inline float kiln_expf(float x)
     memcpy(&scale, &bits, sizeof scale);
     y = p * scale;
     const uint32_t nan = 0u - (uint32_t)(m > 0x7f800000u);         /* all ones for NaN: x itself */
+    const uint32_t inf = 0u - (uint32_t)(x > 88.7228394f);         /* past FLT_MAX: +inf, as libm */
+    const uint32_t zero = 0u - (uint32_t)(x < -103.972084f);       /* below the least denormal: 0 */
     memcpy(&bits, &y, sizeof bits);
-    bits = (bits & ~nan) | (u & nan);
+    bits = (bits & ~nan & ~inf & ~zero) | (u & nan) | (0x7f800000u & inf);
     memcpy(&y, &bits, sizeof y);
     return y;
 }
