@@ -68,12 +68,14 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
                       splat_ok=("W", "B"), macs=macs, epilogue_modes=("flat", "chan"),
                       math="Y[n][c][oh][ow] = B[c] + sum_{kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[c][0][kh][kw]")
     conv_args = (X, W, B, Y, strides, dilations, begin, macs)
-    if spatial == 2 and group == 1 and W.is_const and not is_splat(W) and (B is None or B.is_const):
-        candidates = {f"packed_bm{bm}": lambda bm=bm: _packed(*conv_args, bm) for bm in BLOCKS_M}
+    if spatial == 2 and group == 1 and W.is_const and (B is None or B.is_const):
+        # splat weights (constant-filled models) are materialised by the packing
+        candidates = {f"planes_bm{bm}": lambda bm=bm: _planes(*conv_args, bm) for bm in PLANE_BLOCKS_M}
+        candidates.update({f"packed_bm{bm}": lambda bm=bm: _packed(*conv_args, bm) for bm in BLOCKS_M})
         if sparse.worth_timing(W.const):
             candidates["sparse"] = lambda: _sparse(*conv_args)
         candidates["generic"] = generic
-        return Tactics("sparse" if sparse.worth_it("conv", W.const) else f"packed_bm{BLOCK_M}", candidates)
+        return Tactics("sparse" if sparse.worth_it("conv", W.const) else f"planes_bm{PLANE_BLOCK_M}", candidates)
     if spatial == 2 and group == C == M:
         return Tactics("depthwise", {"depthwise": depthwise, "generic": generic})
     return generic()
@@ -105,6 +107,26 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
     bm x (vector width) tile of outputs in registers."""
     N, C, IH, IW = X.shape
     M, _, KH, KW = W.shape
+    packed, bias = _packed_weights(W, B, bm)
+    blocks = packed.shape[0]
+    OH, OW = Y.shape[2:]
+    return Kernel("conv_packed", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
+                  params=dict(N=N, C=C, M=M, MB=blocks, BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
+                              SH=strides[0], SW=strides[1], DH=dilations[0], DW=dilations[1], PH=begin[0],
+                              PW=begin[1]),
+                  macs=macs, epilogue_modes=("flat", "chan"),
+                  math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
+
+
+PLANE_BLOCK_M = 6               # planes: output channels of a register block (the default tactic)
+PLANE_BLOCKS_M = (6, 4, 8)      # the blocks --tune tries
+PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
+PLANE_CHUNK_BYTES = 1 << 18     # the input planes a chunk of positions reads stay within this (L2)
+
+
+def _packed_weights(W, B, bm):
+    """W as [M/bm][C][KH][KW][bm] (output channels zero-padded to whole blocks) and the bias padded alike."""
+    M, C, KH, KW = W.shape
     blocks = -(-M // bm)
     packed = np.zeros((blocks * bm, C, KH, KW), np.float32)
     packed[:M] = W.const
@@ -112,12 +134,43 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
     bias = np.zeros(blocks * bm, np.float32)
     if B is not None:
         bias[:M] = B.const
+    return packed, bias
+
+
+def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Kernel:
+    """2-D group-1 convolution as a sum of shifted planes. Each input channel is copied into scratch
+    memory zero-padded and split by stride phase (padded (i, j) at [i % SH][j % SW][i / SH][j / SW], rows
+    of PITCH), so that output position q = oh * PITCH + ow (the columns past OW computed and dropped)
+    of tap (kh, kw) reads element q + TAP[kh][kw] of its channel's planes: every tap is one contiguous
+    run. A 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register block of bm
+    output channels x BQ positions accumulates over every (channel, tap): per step, BQ / lanes vector
+    loads and bm broadcasts of the weights packed as [M/bm][C][KH][KW][bm], for bm * BQ / lanes FMAs."""
+    N, C, IH, IW = X.shape
+    M, _, KH, KW = W.shape
     OH, OW = Y.shape[2:]
-    return Kernel("conv_packed", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
-                  params=dict(N=N, C=C, M=M, MB=blocks, BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
-                              SH=strides[0], SW=strides[1], DH=dilations[0], DW=dilations[1], PH=begin[0],
-                              PW=begin[1]),
-                  macs=macs, epilogue_modes=("flat", "chan"),
+    (SH, SW), (DH, DW), (PH, PW) = strides, dilations, begin
+    direct = KH == KW == SH == SW == 1 and PH == PW == 0 and tuple(Y.shape[2:]) == (IH, IW)
+    pitch = OW + (KW - 1) * DW // SW
+    rows = OH + (KH - 1) * DH // SH
+    plane = SH * SW * rows * pitch if not direct else IH * IW
+    taps = [((kh * DH % SH * SW + kw * DW % SW) * rows + kh * DH // SH) * pitch + kw * DW // SW
+            for kh in range(KH) for kw in range(KW)]
+    positions = (OH - 1) * pitch + OW
+    # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest steps of
+    # max(FMAs, loads), ties to the larger block
+    bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * max(r * bm, r + bm))
+    # positions per chunk (whole blocks): the chunk's input planes stay in L2 while every block of
+    # output channels reads them; the weights are read once per chunk
+    chunk = max(bq, min(-(-positions // bq) * bq, PLANE_CHUNK_BYTES // (4 * C) // bq * bq))
+    # per column phase p: the plane columns jj in [lo, hi) that hold input column jj * SW + p - PW
+    cols = [(p, max(0, -(-(PW - p) // SW)), min(pitch, -(-(IW + PW - p) // SW)), p - PW) for p in range(SW)]
+    packed, bias = _packed_weights(W, B, bm)
+    scratch = {"P": (np.float32, C * plane + bq)} if not direct else {"T": (np.float32, C * bq)}
+    return Kernel("conv_planes", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
+                  params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
+                              SH=SH, SW=SW, DH=DH, DW=DW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, PLANE=plane,
+                              Q=positions, BQ=bq, CHUNK=chunk, taps=taps, cols=cols, direct=direct),
+                  scratch=scratch, macs=macs, epilogue_modes=("flat", "chan"),
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
