@@ -118,8 +118,8 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
-PLANE_BLOCK_M = 6               # planes: output channels of a register block (the default tactic)
-PLANE_BLOCKS_M = (6, 4, 8)      # the blocks --tune tries
+PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
+PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
 PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
 PLANE_CHUNK_BYTES = 1 << 18     # the input planes a chunk of positions reads stay within this (L2)
 
@@ -139,8 +139,8 @@ def _packed_weights(W, B, bm):
 
 def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Kernel:
     """2-D group-1 convolution as a sum of shifted planes. Each input channel is copied into scratch
-    memory zero-padded and split by stride phase (padded (i, j) at [i % SH][j % SW][i / SH][j / SW], rows
-    of PITCH), so that output position q = oh * PITCH + ow (the columns past OW computed and dropped)
+    memory zero-padded and split by stride phase (padded (i, j) at [phase (i % SH, j % SW)][i / SH][j / SW],
+    rows of PITCH; only the phases some tap reads), so that output position q = oh * PITCH + ow (the columns past OW computed and dropped)
     of tap (kh, kw) reads element q + TAP[kh][kw] of its channel's planes: every tap is one contiguous
     run. A 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register block of bm
     output channels x BQ positions accumulates over every (channel, tap): per step, BQ / lanes vector
@@ -152,8 +152,10 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     direct = KH == KW == SH == SW == 1 and PH == PW == 0 and tuple(Y.shape[2:]) == (IH, IW)
     pitch = OW + (KW - 1) * DW // SW
     rows = OH + (KH - 1) * DH // SH
-    plane = SH * SW * rows * pitch if not direct else IH * IW
-    taps = [((kh * DH % SH * SW + kw * DW % SW) * rows + kh * DH // SH) * pitch + kw * DW // SW
+    # the stride phases (row, column) some tap reads: one plane each (a 1x1 stride-2 conv reads one of 4)
+    phases = sorted({(kh * DH % SH, kw * DW % SW) for kh in range(KH) for kw in range(KW)})
+    plane = len(phases) * rows * pitch if not direct else IH * IW
+    taps = [((phases.index((kh * DH % SH, kw * DW % SW)) * rows + kh * DH // SH) * pitch + kw * DW // SW)
             for kh in range(KH) for kw in range(KW)]
     positions = (OH - 1) * pitch + OW
     # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest steps of
@@ -162,14 +164,14 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     # positions per chunk (whole blocks): the chunk's input planes stay in L2 while every block of
     # output channels reads them; the weights are read once per chunk
     chunk = max(bq, min(-(-positions // bq) * bq, PLANE_CHUNK_BYTES // (4 * C) // bq * bq))
-    # per column phase p: the plane columns jj in [lo, hi) that hold input column jj * SW + p - PW
-    cols = [(p, max(0, -(-(PW - p) // SW)), min(pitch, -(-(IW + PW - p) // SW)), p - PW) for p in range(SW)]
+    # per phase (ph, pw): the plane columns jj in [lo, hi) that hold input column jj * SW + pw - PW
+    phases = [(ph, pw, max(0, -(-(PW - pw) // SW)), min(pitch, -(-(IW + PW - pw) // SW)), pw - PW) for ph, pw in phases]
     packed, bias = _packed_weights(W, B, bm)
     scratch = {"P": (np.float32, C * plane + bq)} if not direct else {"T": (np.float32, C * bq)}
     return Kernel("conv_planes", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
                   params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
                               SH=SH, SW=SW, DH=DH, DW=DW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, PLANE=plane,
-                              Q=positions, BQ=bq, CHUNK=chunk, taps=taps, cols=cols, direct=direct),
+                              Q=positions, BQ=bq, CHUNK=chunk, taps=taps, phases=phases, direct=direct),
                   scratch=scratch, macs=macs, epilogue_modes=("flat", "chan"),
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
