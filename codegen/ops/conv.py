@@ -121,7 +121,7 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
 PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
 PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
 PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
-PLANE_CHUNK_BYTES = 1 << 18     # the input planes a chunk of positions reads stay within this (L2)
+PLANE_CHUNK_BYTES = 1 << 16     # the inputs of a chunk of positions stay in cache (L1/L2) while every channel block reads them
 
 
 def _packed_weights(W, B, bm):
@@ -158,9 +158,9 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     taps = [((phases.index((kh * DH % SH, kw * DW % SW)) * rows + kh * DH // SH) * pitch + kw * DW // SW)
             for kh in range(KH) for kw in range(KW)]
     positions = (OH - 1) * pitch + OW
-    # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest steps of
-    # max(FMAs, loads), ties to the larger block
-    bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * max(r * bm, r + bm))
+    # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest cycles of
+    # max(FMAs, loads) per step plus about bm per block for the store, ties to the larger block
+    bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * (max(r * bm, r + bm) + bm))
     # positions per chunk (whole blocks): the chunk's input planes stay in L2 while every block of
     # output channels reads them; the weights are read once per chunk
     chunk = max(bq, min(-(-positions // bq) * bq, PLANE_CHUNK_BYTES // (4 * C) // bq * bq))
