@@ -121,7 +121,10 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
 PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
 PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
 PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
-PLANE_CHUNK_BYTES = 1 << 16     # the inputs of a chunk of positions stay in cache (L1/L2) while every channel block reads them
+# the inputs of a chunk of positions stay in cache while every block of output channels reads them:
+# within L1 where the weights fit L2 (they are read once a chunk), else within L2 (the weights stream
+# from memory once a chunk, so the chunks are few)
+PLANE_CHUNK_BYTES, PLANE_BIG_WEIGHTS = (1 << 16, 1 << 20), 1 << 20
 
 
 def _packed_weights(W, B, bm):
@@ -140,9 +143,9 @@ def _packed_weights(W, B, bm):
 def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Kernel:
     """2-D group-1 convolution as a sum of shifted planes. Each input channel is copied into scratch
     memory zero-padded and split by stride phase (padded (i, j) at [phase (i % SH, j % SW)][i / SH][j / SW],
-    rows of PITCH; only the phases some tap reads), so that output position q = oh * PITCH + ow (the columns past OW computed and dropped)
-    of tap (kh, kw) reads element q + TAP[kh][kw] of its channel's planes: every tap is one contiguous
-    run. A 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register block of bm
+    rows of PITCH; only the phases some tap reads), so that output position q = oh * PITCH + ow (the
+    columns past OW computed and dropped) of tap (kh, kw) reads element q + TAP[kh][kw] of its
+    channel's planes: every tap is one contiguous run. A 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register block of bm
     output channels x BQ positions accumulates over every (channel, tap): per step, BQ / lanes vector
     loads and bm broadcasts of the weights packed as [M/bm][C][KH][KW][bm], for bm * BQ / lanes FMAs."""
     N, C, IH, IW = X.shape
@@ -161,12 +164,12 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest cycles of
     # max(FMAs, loads) per step plus about bm per block for the store, ties to the larger block
     bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * (max(r * bm, r + bm) + bm))
-    # positions per chunk (whole blocks): the chunk's input planes stay in L2 while every block of
-    # output channels reads them; the weights are read once per chunk
-    chunk = max(bq, min(-(-positions // bq) * bq, PLANE_CHUNK_BYTES // (4 * C) // bq * bq))
+    # positions per chunk (whole blocks)
+    packed, bias = _packed_weights(W, B, bm)
+    budget = PLANE_CHUNK_BYTES[packed.nbytes > PLANE_BIG_WEIGHTS]
+    chunk = max(bq, min(-(-positions // bq) * bq, budget // (4 * C) // bq * bq))
     # per phase (ph, pw): the plane columns jj in [lo, hi) that hold input column jj * SW + pw - PW
     phases = [(ph, pw, max(0, -(-(PW - pw) // SW)), min(pitch, -(-(IW + PW - pw) // SW)), pw - PW) for ph, pw in phases]
-    packed, bias = _packed_weights(W, B, bm)
     scratch = {"P": (np.float32, C * plane + bq)} if not direct else {"T": (np.float32, C * bq)}
     return Kernel("conv_planes", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
                   params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
