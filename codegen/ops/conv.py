@@ -158,6 +158,8 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     # the stride phases (row, column) some tap reads: one plane each (a 1x1 stride-2 conv reads one of 4)
     phases = sorted({(kh * DH % SH, kw * DW % SW) for kh in range(KH) for kw in range(KW)})
     plane = len(phases) * rows * pitch if not direct else IH * IW
+    if not direct:      # an odd number of 64-byte lines apart, so that the channels spread over the cache sets
+        plane = (-(-plane // 16) | 1) * 16
     taps = [((phases.index((kh * DH % SH, kw * DW % SW)) * rows + kh * DH // SH) * pitch + kw * DW // SW)
             for kh in range(KH) for kw in range(KW)]
     positions = (OH - 1) * pitch + OW
