@@ -68,3 +68,9 @@ typedef float kiln_v;
 #endif
 #define KILN_TILE (KILN_LANES > 8 ? KILN_LANES : 8)
 #define KILN_TILE_VECTORS (KILN_TILE / KILN_LANES)
+/* a hint to fetch the cache line at address p (an integer: p may lie past the array, and is never read) */
+#if defined(__GNUC__) || defined(__clang__)
+#define kiln_prefetch(p) __builtin_prefetch((const void *)(p))
+#else
+#define kiln_prefetch(p) ((void)(p))
+#endif
