@@ -86,3 +86,5 @@ def test_planes_is_the_default_and_reads_1x1_in_place():
     one_phase = _check(CASES["1x1_stride2"](), "planes_bm8")       # 1 of the 4 stride phases is read
     assert "[1 phase" not in one_phase.sources.c and "phase (0, 0)" in one_phase.sources.c
     assert "phase (1, 1)" not in one_phase.sources.c
+    splat = codegen.compile(CASES["splat_weights"]())     # W (11x5x3x3) stored as one float, the bias as 16
+    assert [k.template for k in splat.kernels.values()] == ["conv_planes"] and splat.sources.weight_bytes <= 2 * 64

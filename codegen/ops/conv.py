@@ -131,13 +131,16 @@ PLANE_PREFETCH_BYTES = 8192
 
 
 def _packed_weights(W, B, bm):
-    """W as [M/bm][C][KH][KW][bm] (output channels zero-padded to whole blocks) and the bias padded alike."""
+    """W as [M/bm][C][KH][KW][bm] (output channels padded to whole blocks) and the bias padded alike. The
+    padding channels are computed but never stored: zeros, or a splat's value, so that a splat stays one
+    (stored once, read through idx())."""
     M, C, KH, KW = W.shape
     blocks = -(-M // bm)
-    packed = np.zeros((blocks * bm, C, KH, KW), np.float32)
+    pad = lambda v: v.const.flat[0] if is_splat(v) else 0.0     # noqa: E731
+    packed = np.full((blocks * bm, C, KH, KW), pad(W), np.float32)
     packed[:M] = W.const
     packed = np.ascontiguousarray(packed.reshape(blocks, bm, C, KH, KW).transpose(0, 2, 3, 4, 1))
-    bias = np.zeros(blocks * bm, np.float32)
+    bias = np.full(blocks * bm, pad(B) if B is not None else 0.0, np.float32)
     if B is not None:
         bias[:M] = B.const
     return packed, bias
@@ -180,7 +183,7 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
                   params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
                               SH=SH, SW=SW, DH=DH, DW=DW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, PLANE=plane,
                               Q=positions, BQ=bq, CHUNK=chunk, taps=taps, phases=phases, direct=direct, PREFETCH=PLANE_PREFETCH_BYTES),
-                  scratch=scratch, macs=macs, epilogue_modes=("flat", "chan"),
+                  scratch=scratch, splat_ok=("Wp", "Bp"), macs=macs, epilogue_modes=("flat", "chan"),
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
