@@ -1,7 +1,8 @@
 """The planes convolution (codegen/ops/conv.py `_planes`, templates/c/conv_planes.c.j2) against onnxruntime
 on odd sizes: channels not a multiple of the block, strides 2 and 3, dilations, pads on every side (and
 asymmetric), 1x1 (read in place, with a partial last block), 7x7, widths 1 to 20, batches of 2, splat
-weights, and a fused epilogue (Add of a same-shape input, then Relu) on both store paths."""
+weights, a fused epilogue (Add of a same-shape input, then Relu) on both store paths, and planes large
+enough to take several chunks (bands of rows)."""
 from __future__ import annotations
 
 import numpy as np
@@ -46,6 +47,9 @@ CASES = {
     "many_channels": lambda: _conv((1, 70, 6, 6), 33, (3, 3), pads=[1, 1, 1, 1]),
     "same_upper": lambda: _conv((1, 4, 10, 7), 6, (4, 4), auto_pad="SAME_UPPER", strides=[2, 2]),
     "splat_weights": lambda: _conv((1, 5, 8, 9), 11, (3, 3), splat=True, pads=[1, 1, 1, 1]),
+    "bands_of_rows": lambda: _conv((1, 64, 40, 40), 5, (3, 3), residual=True, pads=[1, 1, 1, 1]),   # 3 chunks
+    "bands_stride2": lambda: _conv((1, 40, 61, 61), 3, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]),   # 4 chunks
+    "1x1_chunks_batch2": lambda: _conv((2, 64, 40, 40), 3, (1, 1)),                                   # 2 chunks
     "residual_relu_dropped_columns": lambda: _conv((2, 6, 9, 10), 9, (3, 3), residual=True, pads=[1, 1, 1, 1]),
     "residual_relu_one_run": lambda: _conv((1, 12, 5, 7), 14, (1, 1), residual=True),
 }
@@ -86,5 +90,8 @@ def test_planes_is_the_default_and_reads_1x1_in_place():
     one_phase = _check(CASES["1x1_stride2"](), "planes_bm8")       # 1 of the 4 stride phases is read
     assert "[1 phase" not in one_phase.sources.c and "phase (0, 0)" in one_phase.sources.c
     assert "phase (1, 1)" not in one_phase.sources.c
+    for name, chunks in (("bands_of_rows", 3), ("bands_stride2", 4), ("1x1_chunks_batch2", 2)):
+        (kernel,) = [k for k in codegen.compile(CASES[name]()).kernels.values() if k.template == "conv_planes"]
+        assert -(-kernel.params["Q"] // kernel.params["CHUNK"]) == chunks, name
     splat = codegen.compile(CASES["splat_weights"]())     # W (11x5x3x3) stored as one float, the bias as 16
     assert [k.template for k in splat.kernels.values()] == ["conv_planes"] and splat.sources.weight_bytes <= 2 * 64

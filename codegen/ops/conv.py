@@ -121,10 +121,11 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
 PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
 PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
 PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
-# the inputs of a chunk of positions stay in cache while every block of output channels reads them:
-# within L1 where the weights fit L2 (they are read once a chunk), else within L2 (the weights stream
-# from memory once a chunk, so the chunks are few)
-PLANE_CHUNK_BYTES, PLANE_BIG_WEIGHTS = (1 << 16, 1 << 20), 1 << 20
+# the inputs of a chunk of positions (their band of planes) stay in cache while every block of output
+# channels reads them: within L2 where the weights fit it (they are read once a chunk), else within
+# more of it (the weights stream from memory once a chunk, so the chunks are few); the band is the
+# layer's scratch memory, so this also bounds the RAM it takes
+PLANE_CHUNK_BYTES, PLANE_BIG_WEIGHTS = (1 << 18, 1 << 20), 1 << 20
 # the weights are fetched this far ahead of their use (measured with cold caches: resnet18's 512-channel
 # 3x3 layers 15 % faster, its 256-channel ones 17 %)
 PLANE_PREFETCH_BYTES = 8192
@@ -147,42 +148,50 @@ def _packed_weights(W, B, bm):
 
 
 def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Kernel:
-    """2-D group-1 convolution as a sum of shifted planes. Each input channel is copied into scratch
-    memory zero-padded and split by stride phase (padded (i, j) at [phase (i % SH, j % SW)][i / SH][j / SW],
-    rows of PITCH; only the phases some tap reads), so that output position q = oh * PITCH + ow (the
-    columns past OW computed and dropped) of tap (kh, kw) reads element q + TAP[kh][kw] of its
-    channel's planes: every tap is one contiguous run. A 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register block of bm
-    output channels x BQ positions accumulates over every (channel, tap): per step, BQ / lanes vector
-    loads and bm broadcasts of the weights packed as [M/bm][C][KH][KW][bm], for bm * BQ / lanes FMAs."""
+    """2-D group-1 convolution as a sum of shifted planes. Output position q = oh * PITCH + ow (the
+    columns past OW computed and dropped) of tap (kh, kw) reads element q + TAP[kh][kw] of its input
+    channel's planes: the input zero-padded and split by stride phase (padded (i, j) at [phase (i % SH,
+    j % SW)][i / SH][j / SW], rows of PITCH; only the phases some tap reads), so every tap is one
+    contiguous run. A chunk of positions at a time, the rows of planes it reads (a band) are copied
+    into scratch memory; a 1x1 stride-1 unpadded convolution reads X itself (PITCH = OW). A register
+    block of bm output channels x BQ positions accumulates over every (channel, tap): per step, BQ /
+    lanes vector loads and bm broadcasts of the weights packed as [M/bm][C][KH][KW][bm], for
+    bm * BQ / lanes FMAs."""
     N, C, IH, IW = X.shape
     M, _, KH, KW = W.shape
     OH, OW = Y.shape[2:]
     (SH, SW), (DH, DW), (PH, PW) = strides, dilations, begin
-    direct = KH == KW == SH == SW == 1 and PH == PW == 0 and tuple(Y.shape[2:]) == (IH, IW)
+    direct = KH == KW == SH == SW == 1 and PH == PW == 0
     pitch = OW + (KW - 1) * DW // SW
-    rows = OH + (KH - 1) * DH // SH
-    # the stride phases (row, column) some tap reads: one plane each (a 1x1 stride-2 conv reads one of 4)
-    phases = sorted({(kh * DH % SH, kw * DW % SW) for kh in range(KH) for kw in range(KW)})
-    plane = len(phases) * rows * pitch if not direct else IH * IW
-    if not direct:      # an odd number of 64-byte lines apart, so that the channels spread over the cache sets
-        plane = (-(-plane // 16) | 1) * 16
-    taps = [((phases.index((kh * DH % SH, kw * DW % SW)) * rows + kh * DH // SH) * pitch + kw * DW // SW)
-            for kh in range(KH) for kw in range(KW)]
+    halo = (KH - 1) * DH // SH          # rows of a phase below an output row that its taps read
     positions = (OH - 1) * pitch + OW
     # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest cycles of
     # max(FMAs, loads) per step plus about bm per block for the store, ties to the larger block
     bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * (max(r * bm, r + bm) + bm))
-    # positions per chunk (whole blocks)
     packed, bias = _packed_weights(W, B, bm)
     budget = PLANE_CHUNK_BYTES[packed.nbytes > PLANE_BIG_WEIGHTS]
-    chunk = max(bq, min(-(-positions // bq) * bq, budget // (4 * C) // bq * bq))
+    # the stride phases (row, column) some tap reads: one plane each (a 1x1 stride-2 conv reads one of 4)
+    phases = sorted({(kh * DH % SH, kw * DW % SW) for kh in range(KH) for kw in range(KW)})
+    whole = -(-positions // bq) * bq
+    if direct:      # positions per chunk (whole blocks)
+        chunk = max(bq, min(whole, budget // (4 * C) // bq * bq))
+        rows, plane = OH, IH * IW
+    else:           # a band: the rows of planes a chunk's blocks read, from the row of its first position
+        per_row = 4 * C * len(phases) * pitch
+        chunk = max(bq, min(whole, (budget // per_row - halo - 2) * pitch // bq * bq))
+        rows = halo + 2 + -(-chunk // pitch)
+        plane = (-(-(len(phases) * rows * pitch) // 16) | 1) * 16    # an odd number of cache lines: the
+        # channels spread over the cache sets
+    taps = [((phases.index((kh * DH % SH, kw * DW % SW)) * rows + kh * DH // SH) * pitch + kw * DW // SW)
+            for kh in range(KH) for kw in range(KW)]
     # per phase (ph, pw): the plane columns jj in [lo, hi) that hold input column jj * SW + pw - PW
     phases = [(ph, pw, max(0, -(-(PW - pw) // SW)), min(pitch, -(-(IW + PW - pw) // SW)), pw - PW) for ph, pw in phases]
-    scratch = {"P": (np.float32, C * plane + bq)} if not direct else {"T": (np.float32, C * bq)}
+    scratch = {"P": (np.float32, C * plane)} if not direct else {"T": (np.float32, C * bq)}
     return Kernel("conv_planes", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
                   params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
                               SH=SH, SW=SW, DH=DH, DW=DW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, PLANE=plane,
-                              Q=positions, BQ=bq, CHUNK=chunk, taps=taps, phases=phases, direct=direct, PREFETCH=PLANE_PREFETCH_BYTES),
+                              Q=positions, BQ=bq, CHUNK=chunk, taps=taps, phases=phases, direct=direct,
+                              PREFETCH=PLANE_PREFETCH_BYTES),
                   scratch=scratch, splat_ok=("Wp", "Bp"), macs=macs, epilogue_modes=("flat", "chan"),
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
