@@ -1,6 +1,6 @@
 """The planes convolution (codegen/ops/conv.py `_planes`, templates/c/conv_planes.c.j2) against onnxruntime
 on odd sizes: channels not a multiple of the block, strides 2 and 3, dilations, pads on every side (and
-asymmetric), 1x1 (read in place, with a partial last block), 7x7, widths 1 to 20, batches of 2, splat
+asymmetric), 1x1 (read in place, with a partial last block; or with fewer positions than a block), 7x7, widths 1 to 20, batches of 2, splat
 weights, a fused epilogue (Add of a same-shape input, then Relu) on both store paths, and planes large
 enough to take several chunks (bands of rows)."""
 from __future__ import annotations
@@ -39,7 +39,7 @@ CASES = {
     "stride3_dilation2": lambda: _conv((1, 6, 17, 16), 13, (3, 3), strides=[3, 3], dilations=[2, 2],
                                        pads=[2, 1, 0, 2]),
     "stride_2x1_dilation_1x3": lambda: _conv((1, 4, 12, 15), 10, (2, 3), strides=[2, 1], dilations=[1, 3]),
-    "1x1_in_place_batch2": lambda: _conv((2, 13, 7, 5), 17, (1, 1)),          # 35 positions: a partial block
+    "1x1_few_positions_batch2": lambda: _conv((2, 13, 7, 5), 17, (1, 1)),     # 35 positions: fewer than a block
     "1x1_exact_block": lambda: _conv((1, 3, 8, 8), 8, (1, 1)),                # 64 positions: whole blocks
     "1x1_stride2": lambda: _conv((1, 10, 9, 11), 9, (1, 1), strides=[2, 2]),
     "1x1_padded": lambda: _conv((1, 3, 4, 5), 5, (1, 1), pads=[1, 2, 0, 1]),
@@ -49,7 +49,7 @@ CASES = {
     "splat_weights": lambda: _conv((1, 5, 8, 9), 11, (3, 3), splat=True, pads=[1, 1, 1, 1]),
     "bands_of_rows": lambda: _conv((1, 64, 40, 40), 5, (3, 3), residual=True, pads=[1, 1, 1, 1]),   # 3 chunks
     "bands_stride2": lambda: _conv((1, 40, 61, 61), 3, (3, 3), strides=[2, 2], pads=[1, 1, 1, 1]),   # 4 chunks
-    "1x1_chunks_batch2": lambda: _conv((2, 64, 40, 40), 3, (1, 1)),                                   # 2 chunks
+    "1x1_chunks_batch2": lambda: _conv((2, 64, 40, 40), 3, (1, 1)),        # 2 chunks, read in place, a partial block
     "residual_relu_dropped_columns": lambda: _conv((2, 6, 9, 10), 9, (3, 3), residual=True, pads=[1, 1, 1, 1]),
     "residual_relu_one_run": lambda: _conv((1, 12, 5, 7), 14, (1, 1), residual=True),
 }
@@ -84,9 +84,10 @@ def test_widths_1_to_20():
 def test_planes_is_the_default_and_reads_1x1_in_place():
     planes = codegen.compile(CASES["3x3_asymmetric_pads"]())
     assert [k.tactic for k in planes.kernels.values()] == ["planes_bm8"]
-    assert "scratch:P" in planes.sources.c and "scratch:T" not in planes.sources.c
-    direct = codegen.compile(CASES["1x1_in_place_batch2"]())        # only the partial block's inputs are copied
-    assert "scratch:T" in direct.sources.c and "scratch:P" not in direct.sources.c
+    assert "scratch:P" in planes.sources.c
+    direct = codegen.compile(CASES["1x1_chunks_batch2"]())          # X itself: no scratch memory
+    (kernel,) = direct.kernels.values()
+    assert kernel.params["direct"] and kernel.params["Q"] % kernel.params["BQ"] and "scratch:" not in direct.sources.c
     one_phase = _check(CASES["1x1_stride2"](), "planes_bm8")       # 1 of the 4 stride phases is read
     assert "[1 phase" not in one_phase.sources.c and "phase (0, 0)" in one_phase.sources.c
     assert "phase (1, 1)" not in one_phase.sources.c

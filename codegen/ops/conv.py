@@ -161,7 +161,6 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     M, _, KH, KW = W.shape
     OH, OW = Y.shape[2:]
     (SH, SW), (DH, DW), (PH, PW) = strides, dilations, begin
-    direct = KH == KW == SH == SW == 1 and PH == PW == 0
     pitch = OW + (KW - 1) * DW // SW
     halo = (KH - 1) * DH // SH          # rows of a phase below an output row that its taps read
     positions = (OH - 1) * pitch + OW
@@ -173,6 +172,9 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     # the stride phases (row, column) some tap reads: one plane each (a 1x1 stride-2 conv reads one of 4)
     phases = sorted({(kh * DH % SH, kw * DW % SW) for kh in range(KH) for kw in range(KW)})
     whole = -(-positions // bq) * bq
+    # 1x1, stride 1, unpadded: X itself (the last block computed over the last BQ positions, so none
+    # reads past X) where there are BQ positions
+    direct = KH == KW == SH == SW == 1 and PH == PW == 0 and positions >= bq
     if direct:      # positions per chunk (whole blocks)
         chunk = max(bq, min(whole, budget // (4 * C) // bq * bq))
         rows, plane = OH, IH * IW
@@ -186,7 +188,7 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
             for kh in range(KH) for kw in range(KW)]
     # per phase (ph, pw): the plane columns jj in [lo, hi) that hold input column jj * SW + pw - PW
     phases = [(ph, pw, max(0, -(-(PW - pw) // SW)), min(pitch, -(-(IW + PW - pw) // SW)), pw - PW) for ph, pw in phases]
-    scratch = {"P": (np.float32, C * plane)} if not direct else {"T": (np.float32, C * bq)}
+    scratch = {"P": (np.float32, C * plane)} if not direct else {}
     return Kernel("conv_planes", {"X": X}, {"Y": Y}, consts={"Wp": packed, "Bp": bias},
                   params=dict(N=N, C=C, M=M, MB=packed.shape[0], BM=bm, IH=IH, IW=IW, OH=OH, OW=OW, KH=KH, KW=KW,
                               SH=SH, SW=SW, DH=DH, DW=DW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, PLANE=plane,
