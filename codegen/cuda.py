@@ -27,7 +27,7 @@ from .errors import KilnError
 NVCC_FLAGS = ["-O3", "-arch=sm_90", "-std=c++17", "-Xcompiler", "-fPIC", "--shared"]
 BLOCK = 256
 # C templates with a CUDA kernel of their own (templates/cuda/<name>.cu.j2)
-PARALLEL = {"elementwise", "conv", "conv_packed", "conv_depthwise", "gemm", "gemm_packed", "pool", "concat", "copy",
+PARALLEL = {"elementwise", "conv", "conv_packed", "conv_planes", "conv_depthwise", "gemm", "gemm_packed", "pool", "concat", "copy",
             "transpose", "lrn", "batchnorm"}
 
 
