@@ -66,5 +66,17 @@ typedef float kiln_v;
 #define kiln_vstore(p, v) (*(p) = (v))
 #define kiln_vfma(acc, a, b) ((acc) + (a) * (b))
 #endif
+/* whether kiln_v is an instruction set's own register (else the compiler splits it, through memory) */
+#if KILN_VECTORS && !defined(KILN_NO_INTRINSICS) && (defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)) || defined(__ARM_NEON))
+#define KILN_NATIVE 1
+#else
+#define KILN_NATIVE 0
+#endif
 #define KILN_TILE (KILN_LANES > 8 ? KILN_LANES : 8)
 #define KILN_TILE_VECTORS (KILN_TILE / KILN_LANES)
+/* a hint to fetch the cache line at address p (an integer: p may lie past the array, and is never read) */
+#if defined(__GNUC__) || defined(__clang__)
+#define kiln_prefetch(p) __builtin_prefetch((const void *)(p))
+#else
+#define kiln_prefetch(p) ((void)(p))
+#endif

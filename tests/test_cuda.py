@@ -21,8 +21,17 @@ needs_nvcc = pytest.mark.skipif(cuda.nvcc() is None, reason="nvcc not installed 
 needs_gpu = pytest.mark.skipif(not cuda.gpu_present(), reason="no CUDA device here (nvidia-smi lists none)")
 
 
+def _splat_conv():
+    """Constant-filled weights: the planes tactic keeps them one float, which the GPU kernel reads too."""
+    from onnx import helper
+    from .graphs import model
+    return model([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])], [("x", (1, 3, 6, 7))],
+                 [("y", (1, 10, 6, 7))], {"w": np.full((10, 3, 3, 3), 0.25, np.float32),
+                                          "b": np.full(10, -0.5, np.float32)})
+
+
 def _models():
-    cases = {"digits": (DIGITS, {}), "int8_net": _int8_net()}
+    cases = {"digits": (DIGITS, {}), "int8_net": _int8_net(), "splat_conv": (_splat_conv(), {})}
     for name in ("resnet_mini", "mobilenet_v2_mini", "squeezenet_mini", "transformer_encoder", "gru_lstm",
                  "lenet_avgpool", "layernorm_classifier"):
         cases[name] = (FIXTURES / f"{name}.onnx", {})
@@ -85,7 +94,8 @@ def test_nvcc_builds_the_tensor_core_kernels(name, precision):
 
 @needs_gpu
 @pytest.mark.parametrize("name,precision", [("digits", "fp32"), ("resnet_mini", "fp32"), ("transformer_encoder", "fp32"),
-                                            ("int8_net", "fp32"), ("resnet_mini", "tf32"), ("mobilenet_v2_mini", "fp16")])
+                                            ("int8_net", "fp32"), ("splat_conv", "fp32"), ("resnet_mini", "tf32"),
+                                            ("mobilenet_v2_mini", "fp16")])
 def test_the_cuda_build_matches_onnxruntime(name, precision):
     from codegen.verify import random_inputs
     path, options = MODELS[name]

@@ -29,8 +29,8 @@ def _weights(rng, *shape):
 
 
 def _convs():
-    """Packed and depthwise convolutions where the tile meets every edge: channels and widths that are no
-    multiple of the vector width, unequal pads on every side, strides, dilations, 1x1 and 7x7."""
+    """Planes (or packed) and depthwise convolutions where the tile meets every edge: channels and widths
+    that are no multiple of the vector width, unequal pads on every side, strides, dilations, 1x1 and 7x7."""
     rng = np.random.default_rng(0)
     inits = dict(w1=_weights(rng, 11, 5, 3, 3), b1=_weights(rng, 11), w2=_weights(rng, 11, 1, 3, 3),
                  w3=_weights(rng, 11, 1, 3, 3), w4=_weights(rng, 13, 11, 1, 1), w5=_weights(rng, 9, 13, 7, 7),
@@ -55,14 +55,18 @@ def _gemms():
     return model(nodes, [("a", (19, 13)), ("b", (2, 13, 19))], [("y1", (13, 37)), ("y2", (2, 13, 37))], inits)
 
 
-def _depthwise_tiles():
-    """The convolutions with the depthwise layers on their register-tile kernel (not the default rows)."""
-    m = _convs()
-    kernels = codegen.compile(m).kernels
-    return m, dict(tactics={n: "depthwise" for n, k in kernels.items() if "depthwise" in k.tactics})
+def _with_tactic(make, tactic):
+    """A model whose layers that have `tactic` take it (not their default)."""
+    def made():
+        m = make()
+        kernels = codegen.compile(m).kernels
+        return m, dict(tactics={n: tactic for n, k in kernels.items() if tactic in k.tactics})
+    return made
 
 
-MODELS = {"convs": _convs, "convs_tiles": _depthwise_tiles, "gemms": _gemms, "resnet_mini": lambda: onnx.load(FIXTURES / "resnet_mini.onnx"),
+MODELS = {"convs": _convs, "convs_packed": _with_tactic(_convs, "packed_bm8"),   # the default before the planes
+          "convs_tiles": _with_tactic(_convs, "depthwise"), "gemms": _gemms,
+          "resnet_mini": lambda: onnx.load(FIXTURES / "resnet_mini.onnx"),
           "mobilenet_v2_mini": lambda: onnx.load(FIXTURES / "mobilenet_v2_mini.onnx")}
 
 # path: (flags that select it, the kiln_vfma it defines, lanes)
@@ -83,7 +87,7 @@ def compiled(tmp_path_factory):
         c.save(root / name)
         out[name] = (m, c, root / name)
     templates = {k.template for _, c, _ in out.values() for k in c.kernels.values()}
-    assert {"conv_packed", "conv_depthwise", "conv_depthwise_rows", "gemm_packed"} <= templates
+    assert {"conv_planes", "conv_packed", "conv_depthwise", "conv_depthwise_rows", "gemm_packed"} <= templates
     return out
 
 

@@ -60,6 +60,14 @@ def _sparse_conv():
                  [("x", (1, 8, 6, 6))], [("y", (1, 8, 6, 6))], dict(w=w))
 
 
+def _packed_conv():
+    """The register-tiled conv that is no longer the default (a --tune tactic)."""
+    w = np.random.default_rng(2).standard_normal((5, 3, 3, 3)).astype(np.float32)
+    m = model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 0, 1, 2], strides=[1, 2])],
+              [("x", (1, 3, 7, 9))], [("y", (1, 5, 7, 5))], dict(w=w))
+    return m, dict(tactics={"Conv_0": "packed_bm8"})
+
+
 def _int8_net():
     """Every integer kernel: conv (+ fused Relu), table, add, mul, requantised concat, pools, matmul."""
     rng = np.random.default_rng(0)
@@ -89,7 +97,7 @@ def _generate(root):
     constant = {c[0] + "_constant": c[3] for c in WITH_CONSTANTS if c[0] in CONSTANT_CASES}
     models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
               "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv(),
-              "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels(),
+              "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels(), "packed_conv": _packed_conv(),
               "mobilenet_v2_mini_tiled": _other_tactic(FIXTURES / "mobilenet_v2_mini.onnx", "rows", "depthwise")}
     templates = set()
     for name, m in models.items():
@@ -133,9 +141,10 @@ def test_generated_c_passes_clang_weverything_its_analyzer_and_cppcheck(tmp_path
     if "clang" not in missing:
         for c in files:
             _clean(["clang", *CLANG_FLAGS, "-c", str(c), "-o", "/dev/null"], c.parent)
-        # the int8 kernels' SIMD paths
-        for simd in (["-mavx2"], ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]):
-            _clean(["clang", *CLANG_FLAGS, *simd, "-c", str(tmp_path / "int8" / "m.c"), "-o", "/dev/null"])
+        # the int8 kernels' and the float convolutions' SIMD paths
+        for simd in (["-mavx2"], ["-mavx2", "-mfma"], ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]):
+            for path in ("int8", "resnet_mini", "packed_conv"):
+                _clean(["clang", *CLANG_FLAGS, *simd, "-c", str(tmp_path / path / "m.c"), "-o", "/dev/null"])
             _clean(["clang", "--analyze", "-std=c99", "-Xanalyzer", "-analyzer-werror", str(c), "-o", "/dev/null"],
                    c.parent)
     if "cppcheck" not in missing:

@@ -89,13 +89,16 @@ def test_every_tactic_agrees_with_onnxruntime(name):
         got, want = runner(*x)[0], Reference(m)({"x": x[0]})["y"]
         assert compare("y", got, want).ok, (pick, compare("y", got, want))
         seen |= {compiled.kernels[layer].template for layer in pick}
-    expected = {"conv_depthwise": {"conv_depthwise", "conv"}, "conv_sparse": {"conv_packed", "conv_sparse", "conv"}}
-    assert seen >= expected.get(name, {"conv_packed", "conv"} if name.startswith("conv") else {"gemm_packed", "gemm"})
+    expected = {"conv_depthwise": {"conv_depthwise", "conv"},
+                "conv_sparse": {"conv_planes", "conv_packed", "conv_sparse", "conv"}}
+    assert seen >= expected.get(name, {"conv_planes", "conv_packed", "conv"} if name.startswith("conv")
+                                else {"gemm_packed", "gemm"})
 
 
 def test_tile_sizes_are_tactics():
     compiled = codegen.compile(MODELS["conv1x1"]())
-    assert _tactics(compiled) == {next(iter(compiled.tactics)): ["packed_bm8", "packed_bm4", "packed_bm16", "generic"]}
+    assert _tactics(compiled) == {next(iter(compiled.tactics)): [
+        "planes_bm8", "planes_bm6", "planes_bm4", "packed_bm4", "packed_bm8", "packed_bm16", "generic"]}
     tiled = codegen.compile(MODELS["conv1x1"](), tactics={next(iter(compiled.tactics)): "packed_bm16"})
     assert "Wp is [2][13][1][1][16]" in tiled.sources.c
     assert set(next(iter(_tactics(codegen.compile(MODELS["gemm_sparse"]())).values()))) == {
@@ -156,7 +159,7 @@ def test_compile_tune_and_replay_from_the_command_line(tmp_path, monkeypatch, ca
 
 @pytest.mark.parametrize("content, message", [
     ({"no such layer": "generic"}, "the model does not have, e.g. 'no such layer'"),
-    ({"/layer1/conv1/Conv": "winograd"}, "has no tactic 'winograd'; its tactics are packed_bm8, packed_bm4"),
+    ({"/layer1/conv1/Conv": "winograd"}, "has no tactic 'winograd'; its tactics are planes_bm8, planes_bm6"),
     ({"/layer1/conv1/Conv": 3}, "must be a tactic name, not 3"),
     ({"/layer1/conv1/Conv": {"ms": {}}}, "must be a tactic name"),
     (["generic"], "must map layer names to tactic names"),
