@@ -228,19 +228,17 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
 
 /* QuantizeLinear of a float quotient q to a type of at most 16 bits: saturate(rint(q) + zp) to
  * [lo, hi], ties to even, NaN to lo; in float and int32 only, without libm (a Cortex-M4F has no
- * double unit). q - trunc(q) is exact in float, so the tie test is exact. */
+ * double unit). Clamped first (to integers, so rounding commutes with it), then truncated;
+ * c - trunc(c) is exact in float, so the tie test is exact. No branches: loops of it vectorise. */
 static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
 {
-    int32_t t;
-    float f;
-    if (!(q > -1073741824.0f)) return lo;
-    if (q > 1073741824.0f) return hi;
-    t = (int32_t)q;
-    f = q - (float)t;
-    if (f > 0.5f || (f == 0.5f && (t & 1))) t++;
-    else if (f < -0.5f || (f == -0.5f && (t & 1))) t--;
-    t += zp;
-    return t >= hi ? hi : t > lo ? t : lo;
+    const float a = (float)(lo - zp), b = (float)(hi - zp);
+    const int above = q > a, below = q < b;             /* both compared: a compiler speculates no compare */
+    const float c = above ? (below ? q : b) : a;
+    const int32_t t = (int32_t)c, odd = t & 1;
+    const float f = c - (float)t;
+    const int32_t up = (f > 0.5f) | ((f == 0.5f) & odd), down = (f < -0.5f) | ((f == -0.5f) & odd);
+    return t + zp + up - down;
 }
 
 /* floor(x / 2^s) for 0 <= s <= 62, without shifting a negative number (implementation-defined in C). */

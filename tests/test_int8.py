@@ -277,10 +277,29 @@ def test_simd_paths_are_bit_exact(case, path):
         assert result["exact"] and result["checked"], result
 
 
-def test_product_of_two_run_time_tensors():
-    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=[0, 2, 1]),
+BATCH_MATMULS = {      # A, B (before B's transpose), Y: rows and columns that fill no vector, broadcast batches
+    "attention": ((2, 5, 8), (2, 6, 8), (2, 5, 6)),
+    "odd K and N": ((3, 7, 13), (3, 19, 13), (3, 7, 19)),
+    "B broadcast": ((2, 3, 4, 9), (3, 17, 9), (2, 3, 4, 17)),
+    "A broadcast": ((1, 6, 33), (4, 40, 33), (4, 6, 40)),
+    "one row": ((1, 64), (2, 20, 64), (2, 1, 20)),
+}
+
+
+@pytest.mark.parametrize("path", list(SIMD))
+@pytest.mark.parametrize("shapes", list(BATCH_MATMULS))
+def test_product_of_two_run_time_tensors(shapes, path):
+    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+        pytest.skip(f"this CPU does not run the {path} path")
+    a, b, y = BATCH_MATMULS[shapes]
+    perm = list(range(len(b) - 2)) + [len(b) - 1, len(b) - 2]
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=perm),
              helper.make_node("MatMul", ["q", "kt"], ["y"], name="qk")]
-    _check(model(nodes, [("q", (2, 5, 8)), ("k", (2, 6, 8))], [("y", (2, 5, 6))]), ["KilnQBatchMatMul"])
+    compiled = _check(model(nodes, [("q", a), ("k", b)], [("y", y)]), ["KilnQBatchMatMul"])
+    assert "qbatch_matmul" in {k.template for k in compiled.kernels.values()}
+    for arrays in _calibrated(model(nodes, [("q", a), ("k", b)], [("y", y)]), seed=7, samples=2)[1]:
+        result = integer_check(compiled, arrays, cflags=SIMD[path])
+        assert result["exact"] and result["checked"], result
 
 
 @pytest.mark.parametrize("keepdims", [1, 0])

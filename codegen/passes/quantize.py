@@ -11,9 +11,10 @@ nodes of ops/qint.py where it can:
     MatMul of two run-time tensors             -> KilnQBatchMatMul (attention)
     AveragePool, GlobalAveragePool, ReduceMean -> KilnQAvgPool (ReduceMean: over the spatial axes)
     Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
-    Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
+    Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs; also
+      Div, Sub, Pow by a constant scalar)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
-    MaxPool, Reshape, Transpose, Flatten, ...  -> the same op on int8 (parameters pass through)
+    MaxPool, Reshape, Transpose, Gather, ...   -> the same op on int8 (parameters pass through)
 
 and stays float otherwise. An integer tensor keeps its float name with the suffix "__q";
 QuantizeLinear / DequantizeLinear are inserted only where a float tensor meets an integer layer
@@ -29,9 +30,10 @@ from ..ir import Graph, Node, Value
 from ..quant import QParams
 
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "MaxPool", "GlobalMaxPool",
-         "DepthToSpace", "SpaceToDepth", "Slice", "Split"}
+         "DepthToSpace", "SpaceToDepth", "Slice", "Split", "Gather"}
 TABULATED = {"Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu",
-             "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Exp", "Abs", "Neg", "ThresholdedRelu", "Swish"}
+             "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Exp", "Abs", "Neg", "ThresholdedRelu", "Swish",
+             "Div", "Sub", "Pow"}     # the last with a constant scalar second operand: a function of one input
 CLAMPS = {"Relu", "Clip"}
 
 
@@ -359,8 +361,10 @@ class _Rewriter:
         return None
 
     def table(self, node: Node) -> str | None:
-        if any(i and not self.g.values[i].is_const for i in node.inputs[1:]):
-            return "a bound that is not a constant"
+        if any(i and not (self.g.values[i].is_const and self.g.values[i].const.size == 1) for i in node.inputs[1:]):
+            return "an operand after the first that is not a constant scalar"
+        if self.g.values[node.outputs[0]].shape != self.g.values[node.inputs[0]].shape:
+            return "its output has another shape than its input"
         xq, xqp = self._input(node.inputs[0])
         yqp = self.qparams.get(node.outputs[0])
         if xq is None or yqp is None:
