@@ -202,6 +202,13 @@ CONVS = {
     "depthwise 5x5 dilation 2": dict(w=(6, 1, 5, 5), x=(2, 6, 12, 19), y=(2, 6, 8, 19), pads=[2, 4, 2, 4],
                                      dilations=[2, 2], group=6),
     "depthwise 3x1 stride 1x3": dict(w=(4, 1, 3, 1), x=(1, 4, 7, 17), y=(1, 4, 5, 6), strides=[1, 3], group=4),
+    # small and odd planes (a plane narrower than one vector; rows wider than 32 columns; one pixel)
+    "depthwise 5x3 plane, 19 channels": dict(w=(19, 1, 3, 3), x=(1, 19, 5, 3), y=(1, 19, 5, 3), pads=[1, 1, 1, 1],
+                                             group=19),
+    "depthwise rows of 37": dict(w=(3, 1, 3, 3), x=(1, 3, 4, 37), y=(1, 3, 4, 37), pads=[1, 1, 1, 1], group=3),
+    "depthwise 1x1 plane": dict(w=(5, 1, 3, 3), x=(1, 5, 1, 1), y=(1, 5, 1, 1), pads=[1, 1, 1, 1], group=5),
+    "depthwise 7x7 stride 2": dict(w=(11, 1, 3, 3), x=(1, 11, 7, 7), y=(1, 11, 3, 3), pads=[0, 0, 1, 1],
+                                   strides=[2, 2], group=11),
     "depthwise multiplier 2": dict(w=(8, 1, 3, 3), x=(1, 4, 6, 6), y=(1, 8, 6, 6), pads=[1, 1, 1, 1], group=4),
     # int_conv's shape classes: rows of taps written out (up to 8), rows wider, no window inside
     "1x1 stride 2": dict(w=(3, 8, 1, 1), x=(1, 8, 5, 5), y=(1, 3, 3, 3), strides=[2, 2]),
