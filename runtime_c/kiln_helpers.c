@@ -228,17 +228,23 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
 
 /* QuantizeLinear of a float quotient q to a type of at most 16 bits: saturate(rint(q) + zp) to
  * [lo, hi], ties to even, NaN to lo; in float and int32 only, without libm (a Cortex-M4F has no
- * double unit). Clamped first (to integers, so rounding commutes with it), then truncated;
- * c - trunc(c) is exact in float, so the tie test is exact. No branches: loops of it vectorise. */
+ * double unit). Clamped first (to integers, so rounding commutes with it; both compares made, as a
+ * compiler speculates none), then rounded: where floats are evaluated as floats, by adding and
+ * taking away 1.5 * 2^23 (exact for |c| < 2^22; a loop of it vectorises), else by truncating and
+ * comparing the remainder, which is exact in float. */
 static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
 {
     const float a = (float)(lo - zp), b = (float)(hi - zp);
-    const int above = q > a, below = q < b;             /* both compared: a compiler speculates no compare */
+    const int above = q > a, below = q < b;
     const float c = above ? (below ? q : b) : a;
+#if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ == 0 && !defined(__FAST_MATH__)
+    return (int32_t)((c + 12582912.0f) - 12582912.0f) + zp;
+#else
     const int32_t t = (int32_t)c, odd = t & 1;
     const float f = c - (float)t;
     const int32_t up = (f > 0.5f) | ((f == 0.5f) & odd), down = (f < -0.5f) | ((f == -0.5f) & odd);
     return t + zp + up - down;
+#endif
 }
 
 /* floor(x / 2^s) for 0 <= s <= 62, without shifting a negative number (implementation-defined in C). */
