@@ -247,6 +247,46 @@ static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
 #endif
 }
 
+/* exp(x) in float to about 1 ulp, without libm, and with selects on integers only (a compiler
+ * keeps float arithmetic out of branches, so loops of it vectorise): |x| clamped to 87 (exp(87) ~
+ * 6e37 stands for anything larger, exp(-87) ~ 1.6e-38 for anything smaller); x = k ln2 + r,
+ * |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite; k rounded by adding 1.5 * 2^23); exp(r) by its
+ * Taylor series to r^7 (error < 1e-8); 2^k written into the exponent bits. NaN stays NaN. */
+static inline float kiln_expf(float x)
+{
+    uint32_t u, bits;
+    float c, scale, y;
+    memcpy(&u, &x, sizeof u);
+    const uint32_t m = u & 0x7fffffffu, clamped = m > 0x42ae0000u ? (u & 0x80000000u) | 0x42ae0000u : u;
+    memcpy(&c, &clamped, sizeof c);
+    const int32_t k = (int32_t)((c * 1.44269504f + 12582912.0f) - 12582912.0f);
+    const float r = (c - (float)k * 0.693145752f) - (float)k * 1.42860677e-6f;
+    const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720
+                    + r * (1.0f / 5040)))))));
+    bits = (uint32_t)(k + 127) << 23;
+    memcpy(&scale, &bits, sizeof scale);
+    y = p * scale;
+    const uint32_t nan = 0u - (uint32_t)(m > 0x7f800000u);         /* all ones for NaN: x itself */
+    memcpy(&bits, &y, sizeof bits);
+    bits = (bits & ~nan) | (u & nan);
+    memcpy(&y, &bits, sizeof y);
+    return y;
+}
+
+/* tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2 |x|): within 1e-7 of tanh absolutely; the sign
+ * put back as a bit (no select). */
+static inline float kiln_tanhf(float x)
+{
+    const float e = kiln_expf(-2.0f * fabsf(x));
+    float t = (1.0f - e) / (1.0f + e);
+    uint32_t u, bits;
+    memcpy(&u, &x, sizeof u);
+    memcpy(&bits, &t, sizeof bits);
+    bits |= u & 0x80000000u;
+    memcpy(&t, &bits, sizeof t);
+    return t;
+}
+
 /* floor(x / 2^s) for 0 <= s <= 62, without shifting a negative number (implementation-defined in C). */
 static int64_t kiln_sra64(int64_t x, int s)
 {

@@ -112,6 +112,36 @@ def test_recurrent_sequence_lens(kind, direction, layout):
              direction=direction, layout=layout, **attrs)
 
 
+@pytest.mark.parametrize("act", ["Sigmoid", "Tanh"])
+def test_recurrent_activations_over_their_range(act):
+    """An RNN of one unit with W = 1, R = 0 is act(x): the branch-free kiln_expf / kiln_tanhf against
+    float64 (within 2e-7 absolutely; sigmoid within 4 ulp relatively for y > 1e-30, where exp's own error
+    shows), over the range and its ends, NaN, and against onnxruntime."""
+    x = np.concatenate([np.linspace(-100, 100, 20001), [0.0, -0.0, 1e-8, -1e-8, 1e-3, -1e-3, 86.9, 87.1, -87.1, 88.7, 89,
+                                                        -104, 1e30, -1e30, np.inf, -np.inf]]).astype(np.float32)
+    got = one_node("RNN", {"x": x.reshape(1, -1, 1)}, {"W": np.ones((1, 1, 1), np.float32),
+                                                      "R": np.zeros((1, 1, 1), np.float32)},
+                   order=["x", "W", "R"], hidden_size=1, activations=[act])[0].reshape(-1)
+    x64 = x.astype(np.float64)
+    want = 1 / (1 + np.exp(-x64)) if act == "Sigmoid" else np.tanh(x64)
+    assert np.max(np.abs(got - want)) < 2e-7
+    if act == "Sigmoid":
+        big = want > 1e-30
+        assert np.max(np.abs(got[big] - want[big]) / want[big]) < 4 * 2.0 ** -23
+    nan = np.full((1, 3, 1), np.nan, np.float32)
+    (y,) = codegen.compile(_rnn_model(act, 3), name="t").build(TEST_CFLAGS)(nan)[:1]
+    assert np.all(np.isnan(y))
+
+
+def _rnn_model(act, n):
+    graph = helper.make_graph([helper.make_node("RNN", ["x", "W", "R"], ["y"], hidden_size=1, activations=[act])], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, n, 1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 1, n, 1])],
+                              [numpy_helper.from_array(np.ones((1, 1, 1), np.float32), "W"),
+                               numpy_helper.from_array(np.zeros((1, 1, 1), np.float32), "R")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
 @pytest.mark.parametrize("mode, ctm, nearest", [
     ("nearest", "asymmetric", "floor"), ("linear", "pytorch_half_pixel", "round_prefer_floor"),
     ("linear", "align_corners", "round_prefer_floor"), ("cubic", "half_pixel", "round_prefer_floor"),
