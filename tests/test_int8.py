@@ -376,13 +376,29 @@ def test_views_keep_their_input_parameters():
 
 
 def test_a_layer_without_an_integer_kernel_stays_float_between_quantize_and_dequantize():
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
              helper.make_node("LpNormalization", ["c"], ["s"], name="norm", axis=1),
-             helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")]
+             helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
     m = model(nodes, [("x", (1, 3, 5, 5))], [("y", (1, 2, 5, 5))],
-              {"w": _w(4, 3, 1, 1), "b": _w(4), "w2": _w(2, 4, 1, 1), "b2": _w(2)})
+              {"w": _w(4, 3, 3, 3), "b": _w(4), "w2": _w(2, 4, 3, 3), "b2": _w(2)})
     compiled = _check(m, ["KilnQConv", "DequantizeLinear", "LpNormalization", "QuantizeLinear"], float_ok=1)
     assert any("'norm' (LpNormalization)" in line for line in pass_log(compiled, "quantize"))
+
+
+def test_integer_layers_that_would_only_add_conversions_stay_float():
+    """Between two float layers (LpNormalization), a view and a small MatMul (2 MACs per element
+    converted) stay float, and the log says why; the same MatMul between the model's input and output
+    (converted anyway) computes in int8."""
+    nodes = [helper.make_node("LpNormalization", ["x"], ["n1"], name="norm1", axis=-1),
+             helper.make_node("Transpose", ["n1"], ["t"], name="tr", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["t", "w"], ["mm"], name="mm"),
+             helper.make_node("LpNormalization", ["mm"], ["y"], name="norm2", axis=-1)]
+    m = model(nodes, [("x", (1, 4, 6))], [("y", (1, 6, 4))], {"w": _w(4, 4)})
+    compiled, _ = _calibrated(m)
+    log = pass_log(compiled, "quantize")
+    assert log[0].endswith("4 stay float") and not any(n.op.startswith("Kiln") for n in compiled.graph.nodes), log
+    assert any(line.startswith("kept float: 'mm' (MatMul): in int8 it would only add conversions (96 MACs") for line in log)
+    _check(model(nodes[2:3], [("t", (1, 6, 4))], [("mm", (1, 6, 4))], {"w": _w(4, 4)}), ["KilnQMatMul"])
 
 
 def test_the_check_fails_when_a_kernel_disagrees_with_its_model(monkeypatch):
