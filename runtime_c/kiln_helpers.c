@@ -228,19 +228,23 @@ static double kiln_requantize(int32_t acc, double multiplier, double zero_point,
 
 /* QuantizeLinear of a float quotient q to a type of at most 16 bits: saturate(rint(q) + zp) to
  * [lo, hi], ties to even, NaN to lo; in float and int32 only, without libm (a Cortex-M4F has no
- * double unit). q - trunc(q) is exact in float, so the tie test is exact. */
+ * double unit). Clamped first (to integers, so rounding commutes with it; both compares made, as a
+ * compiler speculates none), then rounded: where floats are evaluated as floats, by adding and
+ * taking away 1.5 * 2^23 (exact for |c| < 2^22; a loop of it vectorises), else by truncating and
+ * comparing the remainder, which is exact in float. */
 static int32_t kiln_quantize_f32(float q, int32_t zp, int32_t lo, int32_t hi)
 {
-    int32_t t;
-    float f;
-    if (!(q > -1073741824.0f)) return lo;
-    if (q > 1073741824.0f) return hi;
-    t = (int32_t)q;
-    f = q - (float)t;
-    if (f > 0.5f || (f == 0.5f && (t & 1))) t++;
-    else if (f < -0.5f || (f == -0.5f && (t & 1))) t--;
-    t += zp;
-    return t >= hi ? hi : t > lo ? t : lo;
+    const float a = (float)(lo - zp), b = (float)(hi - zp);
+    const int above = q > a, below = q < b;
+    const float c = above ? (below ? q : b) : a;
+#if defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ == 0 && !defined(__FAST_MATH__)
+    return (int32_t)((c + 12582912.0f) - 12582912.0f) + zp;
+#else
+    const int32_t t = (int32_t)c, odd = t & 1;
+    const float f = c - (float)t;
+    const int32_t up = (f > 0.5f) | ((f == 0.5f) & odd), down = (f < -0.5f) | ((f == -0.5f) & odd);
+    return t + zp + up - down;
+#endif
 }
 
 /* exp(x) in float to about 1 ulp, without libm, and with selects on integers only (a compiler
@@ -374,6 +378,46 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
 #endif
     for (size_t i = done; i < n; ++i)
         v[i] = kiln_requant(v[i], m[i % period], s[i % period], zp, lo, hi);
+}
+
+/* A requantised tile of int32 sums [tw][16] (tw <= 16 pixels x 16 channels, each value in its byte
+ * type's range) stored channel by channel: y + m * stride gets channel m's tw bytes, for m < ms.
+ * With AVX-512BW/VL: bytes by vpmovdb, then a 16 x 16 transpose of bytes in four rounds of unpacks
+ * (units of 8, 16, 32, 64 bits); else one byte at a time. */
+static void kiln_store_tile8(const int32_t *tile, size_t tw, size_t ms, uint8_t *y, size_t stride)
+{
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+    __m128i a[16], b[16];
+    for (size_t j = 0; j < 16; ++j)                  /* row j: pixel j's 16 channels */
+        a[j] = j < tw ? _mm512_cvtepi32_epi8(_mm512_loadu_si512(tile + 16 * j)) : _mm_setzero_si128();
+    for (size_t i = 0; i < 8; ++i) {                 /* b[8h + i]: rows 2i, 2i + 1 of channels 8h.. 8h + 7 */
+        b[i] = _mm_unpacklo_epi8(a[2 * i], a[2 * i + 1]);
+        b[8 + i] = _mm_unpackhi_epi8(a[2 * i], a[2 * i + 1]);
+    }
+    for (size_t h = 0; h < 2; ++h)                   /* a[8h + 2q + g]: rows 4q.. 4q + 3 of channels 8h + 4g.. */
+        for (size_t q = 0; q < 4; ++q) {
+            a[8 * h + 2 * q] = _mm_unpacklo_epi16(b[8 * h + 2 * q], b[8 * h + 2 * q + 1]);
+            a[8 * h + 2 * q + 1] = _mm_unpackhi_epi16(b[8 * h + 2 * q], b[8 * h + 2 * q + 1]);
+        }
+    for (size_t g = 0; g < 4; ++g) {                 /* channels 4g.. 4g + 3: b[4g + k], rows 0-7 (k < 2), 8-15 */
+        const __m128i *quad = a + 8 * (g / 2) + g % 2;
+        b[4 * g] = _mm_unpacklo_epi32(quad[0], quad[2]);
+        b[4 * g + 1] = _mm_unpackhi_epi32(quad[0], quad[2]);
+        b[4 * g + 2] = _mm_unpacklo_epi32(quad[4], quad[6]);
+        b[4 * g + 3] = _mm_unpackhi_epi32(quad[4], quad[6]);
+    }
+    for (size_t g = 0; g < 4; ++g)                   /* a[m]: channel m, rows 0-15 */
+        for (size_t p = 0; p < 2; ++p) {
+            a[4 * g + 2 * p] = _mm_unpacklo_epi64(b[4 * g + p], b[4 * g + 2 + p]);
+            a[4 * g + 2 * p + 1] = _mm_unpackhi_epi64(b[4 * g + p], b[4 * g + 2 + p]);
+        }
+    for (size_t m = 0; m < ms; ++m)
+        _mm_mask_storeu_epi8(y + m * stride, (__mmask16)(0xffffu >> (16 - tw)), a[m]);
+#else
+    for (size_t m = 0; m < ms; ++m)
+        for (size_t j = 0; j < tw; ++j)
+            y[m * stride + j] = (uint8_t)tile[16 * j + m];
+#endif
 }
 
 /* Two operands rescaled onto one output scale with a single rounding (codegen/quant.py: requant2):

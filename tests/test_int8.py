@@ -194,6 +194,7 @@ CONVS = {
     "chunks of pixels": dict(w=(17, 64, 3, 3), x=(2, 64, 9, 7), y=(2, 17, 9, 7), pads=[1, 1, 1, 1]),
     "one channel, 10x4 stride 2": dict(w=(7, 1, 10, 4), x=(1, 1, 20, 9), y=(1, 7, 10, 4), pads=[4, 1, 5, 1],
                                        strides=[2, 2]),   # quads of taps rather than of channels
+    "1x1, 64 channels, 63 pixels": dict(w=(20, 64, 1, 1), x=(1, 64, 9, 7), y=(1, 20, 9, 7)),   # 2 chunks, 16-pixel tails
     "1x1 stride 2, 7 channels": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
     "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],
                                 dilations=[2, 2]),
@@ -202,6 +203,13 @@ CONVS = {
     "depthwise 5x5 dilation 2": dict(w=(6, 1, 5, 5), x=(2, 6, 12, 19), y=(2, 6, 8, 19), pads=[2, 4, 2, 4],
                                      dilations=[2, 2], group=6),
     "depthwise 3x1 stride 1x3": dict(w=(4, 1, 3, 1), x=(1, 4, 7, 17), y=(1, 4, 5, 6), strides=[1, 3], group=4),
+    # small and odd planes (a plane narrower than one vector; rows wider than 32 columns; one pixel)
+    "depthwise 5x3 plane, 19 channels": dict(w=(19, 1, 3, 3), x=(1, 19, 5, 3), y=(1, 19, 5, 3), pads=[1, 1, 1, 1],
+                                             group=19),
+    "depthwise rows of 37": dict(w=(3, 1, 3, 3), x=(1, 3, 4, 37), y=(1, 3, 4, 37), pads=[1, 1, 1, 1], group=3),
+    "depthwise 1x1 plane": dict(w=(5, 1, 3, 3), x=(1, 5, 1, 1), y=(1, 5, 1, 1), pads=[1, 1, 1, 1], group=5),
+    "depthwise 7x7 stride 2": dict(w=(11, 1, 3, 3), x=(1, 11, 7, 7), y=(1, 11, 3, 3), pads=[0, 0, 1, 1],
+                                   strides=[2, 2], group=11),
     "depthwise multiplier 2": dict(w=(8, 1, 3, 3), x=(1, 4, 6, 6), y=(1, 8, 6, 6), pads=[1, 1, 1, 1], group=4),
     # int_conv's shape classes: rows of taps written out (up to 8), rows wider, no window inside
     "1x1 stride 2": dict(w=(3, 8, 1, 1), x=(1, 8, 5, 5), y=(1, 3, 3, 3), strides=[2, 2]),
@@ -277,10 +285,29 @@ def test_simd_paths_are_bit_exact(case, path):
         assert result["exact"] and result["checked"], result
 
 
-def test_product_of_two_run_time_tensors():
-    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=[0, 2, 1]),
+BATCH_MATMULS = {      # A, B (before B's transpose), Y: rows and columns that fill no vector, broadcast batches
+    "attention": ((2, 5, 8), (2, 6, 8), (2, 5, 6)),
+    "odd K and N": ((3, 7, 13), (3, 19, 13), (3, 7, 19)),
+    "B broadcast": ((2, 3, 4, 9), (3, 17, 9), (2, 3, 4, 17)),
+    "A broadcast": ((1, 6, 33), (4, 40, 33), (4, 6, 40)),
+    "one row": ((1, 64), (2, 20, 64), (2, 1, 20)),
+}
+
+
+@pytest.mark.parametrize("path", list(SIMD))
+@pytest.mark.parametrize("shapes", list(BATCH_MATMULS))
+def test_product_of_two_run_time_tensors(shapes, path):
+    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+        pytest.skip(f"this CPU does not run the {path} path")
+    a, b, y = BATCH_MATMULS[shapes]
+    perm = list(range(len(b) - 2)) + [len(b) - 1, len(b) - 2]
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], name="t", perm=perm),
              helper.make_node("MatMul", ["q", "kt"], ["y"], name="qk")]
-    _check(model(nodes, [("q", (2, 5, 8)), ("k", (2, 6, 8))], [("y", (2, 5, 6))]), ["KilnQBatchMatMul"])
+    compiled = _check(model(nodes, [("q", a), ("k", b)], [("y", y)]), ["KilnQBatchMatMul"])
+    assert "qbatch_matmul" in {k.template for k in compiled.kernels.values()}
+    for arrays in _calibrated(model(nodes, [("q", a), ("k", b)], [("y", y)]), seed=7, samples=2)[1]:
+        result = integer_check(compiled, arrays, cflags=SIMD[path])
+        assert result["exact"] and result["checked"], result
 
 
 @pytest.mark.parametrize("keepdims", [1, 0])
@@ -350,13 +377,29 @@ def test_views_keep_their_input_parameters():
 
 
 def test_a_layer_without_an_integer_kernel_stays_float_between_quantize_and_dequantize():
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
              helper.make_node("LpNormalization", ["c"], ["s"], name="norm", axis=1),
-             helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2")]
+             helper.make_node("Conv", ["s", "w2", "b2"], ["y"], name="conv2", pads=[1, 1, 1, 1])]
     m = model(nodes, [("x", (1, 3, 5, 5))], [("y", (1, 2, 5, 5))],
-              {"w": _w(4, 3, 1, 1), "b": _w(4), "w2": _w(2, 4, 1, 1), "b2": _w(2)})
+              {"w": _w(4, 3, 3, 3), "b": _w(4), "w2": _w(2, 4, 3, 3), "b2": _w(2)})
     compiled = _check(m, ["KilnQConv", "DequantizeLinear", "LpNormalization", "QuantizeLinear"], float_ok=1)
     assert any("'norm' (LpNormalization)" in line for line in pass_log(compiled, "quantize"))
+
+
+def test_integer_layers_that_would_only_add_conversions_stay_float():
+    """Between two float layers (LpNormalization), a view and a small MatMul (2 MACs per element
+    converted) stay float, and the log says why; the same MatMul between the model's input and output
+    (converted anyway) computes in int8."""
+    nodes = [helper.make_node("LpNormalization", ["x"], ["n1"], name="norm1", axis=-1),
+             helper.make_node("Transpose", ["n1"], ["t"], name="tr", perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["t", "w"], ["mm"], name="mm"),
+             helper.make_node("LpNormalization", ["mm"], ["y"], name="norm2", axis=-1)]
+    m = model(nodes, [("x", (1, 4, 6))], [("y", (1, 6, 4))], {"w": _w(4, 4)})
+    compiled, _ = _calibrated(m)
+    log = pass_log(compiled, "quantize")
+    assert log[0].endswith("4 stay float") and not any(n.op.startswith("Kiln") for n in compiled.graph.nodes), log
+    assert any(line.startswith("kept float: 'mm' (MatMul): in int8 it would only add conversions (96 MACs") for line in log)
+    _check(model(nodes[2:3], [("t", (1, 6, 4))], [("mm", (1, 6, 4))], {"w": _w(4, 4)}), ["KilnQMatMul"])
 
 
 def test_the_check_fails_when_a_kernel_disagrees_with_its_model(monkeypatch):

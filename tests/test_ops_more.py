@@ -88,8 +88,9 @@ def test_einsum(equation, shapes):
 @pytest.mark.parametrize("kind", ["RNN", "GRU", "LSTM"])
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
 @pytest.mark.parametrize("layout", [0, 1])
-def test_recurrent_sequence_lens(kind, direction, layout):
-    S, Bt, I, H = 5, 3, 4, 6
+@pytest.mark.parametrize("H", [6, 20])       # 20: gates of 60 / 80 columns, vectors of them and the rest
+def test_recurrent_sequence_lens(kind, direction, layout, H):
+    S, Bt, I = 5, 3, 4
     G = {"RNN": 1, "GRU": 3, "LSTM": 4}[kind]
     dirs = 2 if direction == "bidirectional" else 1
     x = RNG.standard_normal((Bt, S, I) if layout else (S, Bt, I)).astype(np.float32)

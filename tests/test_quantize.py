@@ -75,6 +75,27 @@ def test_quantize_saturates_beyond_int32():
         assert got.astype(np.int32).tolist() == want, to
 
 
+@pytest.mark.parametrize("rounding", ["by 1.5 * 2^23", "by truncation"])
+@pytest.mark.parametrize("to,zp", [("INT8", -3), ("UINT8", 200), ("INT16", -1000), ("UINT16", 40000)])
+def test_quantize_rounds_and_saturates_as_the_reference(to, zp, rounding):
+    """The vectorised QuantizeLinear (clamp, truncate, ties to even) on every float16 value and the
+    edges, at two scales, bit for bit against onnx's reference (where its int32 cast does not wrap)
+    and against saturate(rint(x / scale) + zp) everywhere."""
+    dtype = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16, "UINT16": np.uint16}[to]
+    z = numpy_helper.from_array(np.array(zp, dtype), "zp")
+    nodes = [helper.make_node("Constant", [], ["zp"], value=z), helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"])]
+    model = _model(nodes, [("x", T.FLOAT, [VALUES.size]), ("s", T.FLOAT, [])], [("y", getattr(T, to), [VALUES.size])])
+    flags = TEST_CFLAGS + ([] if rounding.startswith("by 1.5") else ["-U__FLT_EVAL_METHOD__"])   # the other path
+    runner = codegen.compile(model, name="q").build(flags)
+    for scale in (np.float32(1), np.float32(0.37)):
+        (got,) = runner(VALUES, scale)
+        (want,) = ReferenceEvaluator(model).run(None, {"x": VALUES, "s": scale})
+        info, q = np.iinfo(dtype), np.rint((VALUES / scale).astype(np.float64)) + zp
+        small = np.abs(q) < 2 ** 30           # beyond: the reference's int32 cast wraps (and NaN: lo, as above)
+        assert np.array_equal(got[small], want[small]), (to, float(scale))
+        assert np.array_equal(got, np.where(np.isnan(q), info.min, np.clip(np.nan_to_num(q), info.min, info.max)))
+
+
 def test_blocks_that_do_not_divide_the_axis_are_refused():
     nodes = [helper.make_node("DequantizeLinear", ["x", "s"], ["y"], axis=1, block_size=3)]
     model = _model(nodes, [("x", T.INT8, [2, 4]), ("s", T.FLOAT, [2, 2])], [("y", T.FLOAT, [2, 4])])

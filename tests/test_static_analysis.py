@@ -115,16 +115,18 @@ def _other_tactic(path, default: str, other: str):
 
 
 def _int8_kernels():
-    """The packed integer kernels: packed conv, depthwise conv, packed matmul."""
+    """The packed integer kernels: packed conv, depthwise conv, packed matmul, batch matmul."""
     rng = np.random.default_rng(1)
     w = lambda *shape: rng.standard_normal(shape).astype(np.float32)      # noqa: E731
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["c1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], group=6),
              helper.make_node("Flatten", ["c2"], ["f"]),
              helper.make_node("MatMul", ["f", "w3"], ["m"]),
-             helper.make_node("Sigmoid", ["m"], ["y"])]
+             helper.make_node("Transpose", ["m"], ["mt"]),
+             helper.make_node("MatMul", ["mt", "m"], ["o"]),          # two run-time tensors
+             helper.make_node("Sigmoid", ["o"], ["y"])]
     calibration = [[rng.standard_normal((1, 4, 9, 9)).astype(np.float32)] for _ in range(4)]
-    return (model(nodes, [("x", (1, 4, 9, 9))], [("y", (1, 3))], dict(w1=w(6, 4, 3, 3), w2=w(6, 1, 3, 3), w3=w(150, 3))),
+    return (model(nodes, [("x", (1, 4, 9, 9))], [("y", (3, 3))], dict(w1=w(6, 4, 3, 3), w2=w(6, 1, 3, 3), w3=w(150, 3))),
             dict(int8="minmax", calibration=calibration))
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Kernel, Tactics, Unsupported, op
+from . import Kernel, Tactics, Unsupported, op, shape_strides
 from .elementwise import expression, literal
 from .. import quant
 from ..ir import Value
@@ -406,13 +406,21 @@ def qsoftmax_ref(attrs, X):
 
 @op("KilnQBatchMatMul")
 def qbatch_matmul(outs, A, B, *, a_zp, b_zp, y_zp, lo, hi, scale):
+    """Rows of A against B with its zero point taken out once per batch (|b - b_zp| <= 255: int16);
+    batches broadcast as numpy's matmul."""
     (Y,) = outs
-    m, s = (int(v[0]) for v in quant.multiplier(scale))
-    finish = f"({_ctype(Y)})kiln_requant((int32_t)acc, {m}, {s}, {y_zp}, {lo}, {hi})"
-    kernel = _int_matmul(Y, A, B, _scalar(f"{A.name}:zp", a_zp, A.dtype), _scalar(f"{B.name}:zp", b_zp, B.dtype),
-                         finish, {}, "Y = requant((A - a_zp) @ (B - b_zp)), batched")
-    kernel.consts.update(ZA=kernel.inputs.pop("ZA").const, ZB=kernel.inputs.pop("ZB").const)
-    return kernel
+    if len(A.shape) < 2 or len(B.shape) < 2:
+        raise Unsupported("A and B must be at least 2-D")
+    M, K = A.shape[-2:]
+    N = B.shape[-1]
+    batch = list(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
+    return Kernel("qbatch_matmul", {"A": A, "B": B}, {"Y": Y}, consts=_requant_consts(np.asarray(scale, np.float64).reshape(1)),
+                  params=dict(M=M, N=N, K=K, batch=batch, a_batch=[s * M * K for s in shape_strides(A.shape[:-2], batch)],
+                              b_batch=[s * K * N for s in shape_strides(B.shape[:-2], batch)], ZA=a_zp, ZB=b_zp,
+                              TA=_ctype(A), TB=_ctype(B), TY=_ctype(Y), ZY=y_zp, LO=lo, HI=hi),
+                  scratch={"S": (np.int16, K * N), "U": (np.uint32, N)},
+                  macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
+                  math="Y[b] = requant((A[b] - a_zp) @ (B[b] - b_zp)), batched")
 
 
 @reference("KilnQBatchMatMul")

@@ -84,10 +84,14 @@ def _recurrent(kind, outs, X, W, R, B, sequence_lens, initial_h, initial_c=None,
         s_at = ("(d * %d + b * %d)" % (Bt * H, H))
     f = [[ACTIVATIONS[a.lower()] for a in acts[d * per:(d + 1) * per]] for d in range(dirs)]
     macs = dirs * S * Bt * G * H * (I + H)
+    # constant weights: the inputs' part of every step (W x_t) is computed before the steps, into
+    # working memory GX [S][G*H] (one direction and batch entry at a time)
     return Kernel("recurrent", inputs, outputs, consts=consts,
                   params=dict(kind=kind, packed=packed, dirs=dirs, reverse=[direction == "reverse" or d == 1 for d in range(dirs)],
                               S=S, Bt=Bt, I=I, H=H, G=G, x_at=x_at, y_at=y_at, s_at=s_at, acts=f,
+                              XB=S * I if layout else I, XT=I if layout else Bt * I,
                               lbr=bool(linear_before_reset), has=set(inputs) | set(outputs)),
+                  scratch={"GX": (np.float32, S * G * H)} if packed else {},
                   macs=macs, math=f"{kind}, {direction}, hidden {H}, {S} step(s) of batch {Bt}")
 
 

@@ -11,9 +11,10 @@ nodes of ops/qint.py where it can:
     MatMul of two run-time tensors             -> KilnQBatchMatMul (attention)
     AveragePool, GlobalAveragePool, ReduceMean -> KilnQAvgPool (ReduceMean: over the spatial axes)
     Softmax                                    -> KilnQSoftmax (exp by table, one division per element)
-    Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs)
+    Relu, Clip, Sigmoid, Tanh, HardSwish, ...  -> KilnLUT (the function tabulated over 256 inputs; also
+      Div, Sub, Pow by a constant scalar)
     Concat                                     -> Concat, with KilnRequant on inputs of other scales
-    MaxPool, Reshape, Transpose, Flatten, ...  -> the same op on int8 (parameters pass through)
+    MaxPool, Reshape, Transpose, Gather, ...   -> the same op on int8 (parameters pass through)
 
 and stays float otherwise. An integer tensor keeps its float name with the suffix "__q";
 QuantizeLinear / DequantizeLinear are inserted only where a float tensor meets an integer layer
@@ -29,15 +30,20 @@ from ..ir import Graph, Node, Value
 from ..quant import QParams
 
 VIEWS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity", "MaxPool", "GlobalMaxPool",
-         "DepthToSpace", "SpaceToDepth", "Slice", "Split"}
+         "DepthToSpace", "SpaceToDepth", "Slice", "Split", "Gather"}
 TABULATED = {"Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu",
-             "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Exp", "Abs", "Neg", "ThresholdedRelu", "Swish"}
+             "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Exp", "Abs", "Neg", "ThresholdedRelu", "Swish",
+             "Div", "Sub", "Pow"}     # the last with a constant scalar second operand: a function of one input
 CLAMPS = {"Relu", "Clip"}
 
 
 class _Rewriter:
-    def __init__(self, graph: Graph, qparams: dict[str, QParams], weights: dict[str, QParams]):
+    def __init__(self, graph: Graph, qparams: dict[str, QParams], weights: dict[str, QParams],
+                 keep_float: dict[str, str]):
         self.g = graph
+        self.keep_float = keep_float    # node name -> why it stays float though it has an integer kernel
+        self.origin: dict[str, str] = {}        # emitted node -> the node it computes (a layer made integer)
+        self.float_nodes: set[str] = set()      # emitted nodes that stay float
         self.qparams = qparams          # float tensor name -> its activation parameters
         self.weights = weights          # constant name -> the parameters it was quantised with (imported)
         self.nodes: list[Node] = []
@@ -359,8 +365,10 @@ class _Rewriter:
         return None
 
     def table(self, node: Node) -> str | None:
-        if any(i and not self.g.values[i].is_const for i in node.inputs[1:]):
-            return "a bound that is not a constant"
+        if any(i and not (self.g.values[i].is_const and self.g.values[i].const.size == 1) for i in node.inputs[1:]):
+            return "an operand after the first that is not a constant scalar"
+        if self.g.values[node.outputs[0]].shape != self.g.values[node.inputs[0]].shape:
+            return "its output has another shape than its input"
         xq, xqp = self._input(node.inputs[0])
         yqp = self.qparams.get(node.outputs[0])
         if xq is None or yqp is None:
@@ -381,9 +389,10 @@ class _Rewriter:
             if node.name in self.absorbed:
                 continue
             state = (len(self.nodes), dict(self.int_of), dict(self.qp), set(self.float_ready))
-            why = self.rewrite(node)
+            why = self.keep_float.get(node.name) or self.rewrite(node)
             if why is None:
                 self.done += 1
+                self.origin.update((n.name, node.name) for n in self.nodes[state[0]:])
                 continue
             # a rule that gave up half way leaves nothing behind
             before, self.int_of, self.qp, self.float_ready = state
@@ -393,6 +402,7 @@ class _Rewriter:
             self.names.add(float_node.name)
             float_node.inputs = [self.as_float(i) if i else i for i in node.inputs]
             self.nodes.append(float_node)
+            self.float_nodes.add(float_node.name)
             self.float_ready |= set(node.outputs)
             log.append(f"kept float: {node.name!r} ({node.op}): {why}")
         for name in self.g.outputs:
@@ -400,12 +410,71 @@ class _Rewriter:
         return log
 
 
+MACS_PER_CONVERSION = 8     # an island of integer layers next to float layers must compute this much per
+                            # element it quantises from them or dequantises for them, else it stays float
+
+
+def _macs(g: Graph, node: Node) -> int:
+    """Multiply-accumulates of an integer layer (0 for elementwise ops, tables and views)."""
+    out = int(np.prod(g.values[node.outputs[0]].shape, dtype=np.int64))
+    if node.op == "KilnQConv":
+        return out * int(np.prod(g.values[node.inputs[1]].shape[1:], dtype=np.int64))
+    if node.op in ("KilnQMatMul", "KilnQBatchMatMul"):
+        return out * g.values[node.inputs[0]].shape[-1]
+    return 0
+
+
+def _conversion_islands(g: Graph, r: _Rewriter) -> dict[str, str]:
+    """Connected integer layers ("islands") next to layers that stay float, which compute fewer than
+    MACS_PER_CONVERSION multiply-accumulates per element converted between them and those float layers
+    (a QuantizeLinear of a float layer's output, a DequantizeLinear for a float layer's input; the
+    model's inputs and outputs are converted anyway): {the island's layers: why they stay float}."""
+    layers = [n for n in g.nodes if n.name in r.origin and n.op not in ("QuantizeLinear", "DequantizeLinear")]
+    island = {n.name: n.name for n in layers}
+
+    def root(x):
+        while island[x] != x:
+            island[x] = island[island[x]]
+            x = island[x]
+        return x
+    producer = {o: n for n in g.nodes for o in n.outputs}
+    for n in layers:
+        for i in n.inputs:
+            p = producer.get(i)
+            if p is not None and p.name in island:
+                island[root(n.name)] = root(p.name)
+    floats = {o for n in g.nodes if n.name in r.float_nodes for o in n.outputs}
+    float_inputs = {i for n in g.nodes if n.name in r.float_nodes for i in n.inputs}
+    converted: dict[str, int] = {}
+    for n in g.nodes:
+        size = int(np.prod(g.values[n.outputs[0]].shape, dtype=np.int64))
+        near = [producer.get(n.inputs[0])] if n.op == "DequantizeLinear" and n.outputs[0] in float_inputs else \
+            [u for u in g.nodes if n.outputs[0] in u.inputs] if n.op == "QuantizeLinear" and n.inputs[0] in floats else []
+        for m in {root(u.name) for u in near if u is not None and u.name in island}:
+            converted[m] = converted.get(m, 0) + size
+    macs: dict[str, int] = {}
+    for n in layers:
+        macs[root(n.name)] = macs.get(root(n.name), 0) + _macs(g, n)
+    return {r.origin[n.name]: f"in int8 it would only add conversions ({macs[root(n.name)]} MACs in its island of "
+                              f"integer layers for {converted[root(n.name)]} elements converted to or from float layers)"
+            for n in layers if macs[root(n.name)] < MACS_PER_CONVERSION * converted.get(root(n.name), 0)}
+
+
 def quantize(graph: Graph, qparams: dict[str, QParams], weights: dict[str, QParams] | None = None):
-    """The integer graph, and a log: how many layers became integer, and each one kept float."""
-    g = graph.copy()
-    r = _Rewriter(g, qparams, weights or {})
-    kept = r.run()
-    g.nodes = r.nodes
+    """The integer graph, and a log: how many layers became integer, and each one kept float. Islands
+    of integer layers that would mostly convert to and from float layers (_conversion_islands) are
+    kept float too, until none is left (keeping one float can leave its neighbours such an island);
+    not in an imported model (`weights` given), whose quantisation points are its own."""
+    keep_float: dict[str, str] = {}
+    while True:
+        g = graph.copy()
+        r = _Rewriter(g, qparams, weights or {}, keep_float)
+        kept = r.run()
+        g.nodes = r.nodes
+        more = {} if weights else _conversion_islands(g, r)
+        if not more:
+            break
+        keep_float.update(more)
     from .cleanup import cleanup
     g, _ = cleanup(g)
     return g, [f"{r.done} node(s) now compute in int8, {len(kept)} stay float"] + kept
