@@ -25,7 +25,7 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
                   math=f"Y[n][c][o] = {kind} over the window X[n][c][o*S + k*D - P]")
     if len(in_sizes) == 2 and kind in ("max", "avg") and indices is None and not count_include_pad \
             and dilations == [1, 1] and np.dtype(X.dtype) == np.float32:
-        if list(kernel) == in_sizes and not any(begin) and not any(end):     # global: one plane, one output
+        if list(kernel) == in_sizes and not any(begin) and not any(end) and X.size:   # global: a plane, one output
             return Tactics("plane", {"plane": lambda: _plane(kind, generic, int(np.prod(in_sizes))),
                                      "generic": lambda: generic})
         return Tactics("rows", {"rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
