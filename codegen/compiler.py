@@ -134,6 +134,12 @@ def _io(g: Graph, name: str) -> dict:
     return dict(name=name, shape=list(v.shape), dtype=str(np.dtype(v.dtype)))
 
 
+def _buffer_name(value: str) -> str:
+    """A tensor by its name; a layer's working memory (plan.scratch_name) as such."""
+    layer, scratch, _ = value.rpartition("/scratch:")
+    return f"the working memory of layer {layer!r}" if scratch else repr(value)
+
+
 def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int = 2, disable_passes=(),
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
             prune_channels: float | None = None, calibration=None, int8: str | None = None,
@@ -196,8 +202,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     if plan.arena_bytes > max_arena_bytes:
         top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]
         raise LimitError(f"the arena needs {plan.arena_bytes:,} bytes, over the limit of {max_arena_bytes:,} "
-                         f"(--max-arena-bytes); the largest tensors: " +
-                         ", ".join(f"{b.values[0]!r} ({b.size:,} bytes)" for b in top) + ".")
+                         f"(--max-arena-bytes); the largest buffers: " +
+                         ", ".join(f"{_buffer_name(b.values[0])} ({b.size:,} bytes)" for b in top) + ".")
     shown = {k: v for k, v in options.items() if v is not None}
     if input_shapes:
         shown["input_shapes"] = frontend.parse_input_shapes(input_shapes)

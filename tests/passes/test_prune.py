@@ -65,7 +65,7 @@ def test_channel_pruning_shrinks_digits_and_keeps_most_accuracy():
                              calibration=DIGITS / "digits_calibration.npz")
     assert pruned.report["macs"] < 0.6 * full.report["macs"]
     assert pruned.sources.weight_bytes < 0.6 * full.sources.weight_bytes
-    assert len(pruned.sources.c) < 0.65 * len(full.sources.c)
+    assert len(pruned.sources.c) < 0.7 * len(full.sources.c)     # packed weights pad channels to blocks of 8
     run, run_full = pruned.build(["-O1"]), full.build(["-O1"])
     samples, labels = load_inputs(DIGITS / "digits_test.npz", run.inputs)
     accuracy = np.mean([int(np.argmax(run(*s)[0])) for s in samples] == labels)
