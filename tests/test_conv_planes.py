@@ -143,3 +143,21 @@ def test_grouped_band_padding_over_a_dead_buffer():
     layer = next(name for name, k in compiled.kernels.items() if k.template == "conv_planes")
     where = compiled.plan.where
     assert where[f"{layer}/scratch:P"].offset == where["s"].offset      # the band lies over Sigmoid's output
+
+
+@pytest.mark.parametrize("x_shape, k", [((2, 37, 1, 1), (1, 1)), ((1, 5, 3, 4), (3, 4))])
+def test_a_window_over_the_whole_plane_is_a_matrix_product(x_shape, k):
+    """Squeeze-excite's 1x1 convs on 1x1 planes (and any conv whose one window is the whole plane) run as
+    the packed matrix product, a per-channel epilogue (Mul by a [M,1,1] constant, then Relu) fused."""
+    m_out = 19
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["c"])
+    nodes = [conv, helper.make_node("Mul", ["c", "s"], ["d"]), helper.make_node("Relu", ["d"], ["y"])]
+    inits = dict(w=RNG.standard_normal((m_out, x_shape[1], *k)).astype(np.float32),
+                 b=RNG.standard_normal(m_out).astype(np.float32), s=RNG.standard_normal((m_out, 1, 1)).astype(np.float32))
+    m = model(nodes, [("x", x_shape)], [("y", (x_shape[0], m_out, 1, 1))], inits)
+    compiled = codegen.compile(m)
+    assert [k.template for k in compiled.kernels.values()] == ["gemm_packed"]      # Mul and Relu fused
+    runner = compiled.build(TEST_CFLAGS)
+    (x,) = random_inputs(runner.inputs, seed=4)
+    (got,) = runner(x)
+    assert compare("y", got, Reference(m)({"x": x})["y"]).ok

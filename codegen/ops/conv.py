@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import Kernel, Tactics, Unsupported, is_splat, op, require_dtype, sparse
+from .gemm import MR, MRS, packed_product
 
 
 def resolve_pads(auto_pad, in_sizes, kernel, strides, dilations, pads):
@@ -69,6 +70,14 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
                       math="Y[n][c][oh][ow] = B[c] + sum_{kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[c][0][kh][kw]")
     conv_args = (X, W, B, Y, strides, dilations, begin, macs)
     constant = W.is_const and (B is None or B.is_const)
+    if group == 1 and constant and not is_splat(W) and in_sizes == kernel and not any(begin) \
+            and out_sizes == [1] * spatial:
+        # one window over the whole plane (squeeze-excite's fully connected layers): Y[n] = W x[n] + B
+        product = W.const.reshape(M, -1).T
+        return Tactics(f"packed_mr{MR}", {**{f"packed_mr{mr}": lambda mr=mr: packed_product(
+            X, product, B, Y, N, M, product.shape[0], 0, 1.0, 1.0, batch=[], a_batch=[], mr=mr,
+            math="Y[n][m] = B[m] + sum_k X[n][k] * W[m][k] (the window is the whole plane)") for mr in MRS},
+            "generic": generic})
     if spatial == 2 and group == 1 and constant:
         # splat weights (constant-filled models) are materialised by the packing
         candidates = {f"planes_bm{bm}": lambda bm=bm: _planes(*conv_args, bm) for bm in PLANE_BLOCKS_M}
