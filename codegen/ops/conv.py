@@ -104,9 +104,10 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         candidates, default = {}, None
     if spatial == 2 and group == C == M:
         candidates.update(rows=depthwise_rows, depthwise=depthwise)
-        # rows wider than DEPTHWISE_ROWS_OW fill vectors by themselves; narrower ones leave them
-        # part empty, and flattened planes (whole rows and the padding between them) fill them
-        if default is None or out_sizes[1] > DEPTHWISE_ROWS_OW:
+        # input rows wider than DEPTHWISE_ROWS_IW fill vectors by themselves (and their planes would
+        # leave the cache); narrower ones leave them part empty, and flattened planes (whole rows and
+        # the padding between them) fill them
+        if default is None or in_sizes[1] > DEPTHWISE_ROWS_IW:
             default = "rows"
     if default is None:
         return generic()
@@ -184,7 +185,7 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
-DEPTHWISE_ROWS_OW = 64          # depthwise: the narrowest output rows that take the `rows` tactic by default
+DEPTHWISE_ROWS_IW = 64          # depthwise: input rows wider than this take the `rows` tactic by default
 PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
 PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
 PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
