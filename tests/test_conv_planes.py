@@ -96,13 +96,15 @@ def test_grouped_planes_agree_with_onnxruntime(name):
     _check(factory(), tactic)
 
 
-def test_narrow_depthwise_rows_take_planes_wide_ones_rows():
+def test_depthwise_takes_planes_but_wide_strided_inputs_rows():
     narrow = codegen.compile(GROUPED["depthwise_25x5"][0]())
     (kernel,) = narrow.kernels.values()
     assert kernel.tactic == "planes_bm1" and kernel.params["G"] == 64 and "64 groups of 1" in narrow.sources.c
     assert kernel.scratch["P"][1] == kernel.params["PLANE"]           # one group's band at a time
     wide = codegen.compile(_conv((1, 4, 8, 70), 4, (3, 3), group=4, pads=[1, 1, 1, 1]))
-    assert [k.tactic for k in wide.kernels.values()] == ["rows"]
+    assert [k.tactic for k in wide.kernels.values()] == ["planes_bm1"]
+    strided = codegen.compile(_conv((1, 4, 8, 70), 4, (3, 3), group=4, strides=[2, 2], pads=[1, 1, 1, 1]))
+    assert [k.tactic for k in strided.kernels.values()] == ["rows"]
     grouped = codegen.compile(GROUPED["groups_3_partial_blocks"][0]())
     assert [k.tactic for k in grouped.kernels.values()] == ["planes_bm5"]
 

@@ -104,10 +104,10 @@ def conv(outs, X, W, B=None, *, auto_pad="NOTSET", dilations=None, group=1, kern
         candidates, default = {}, None
     if spatial == 2 and group == C == M:
         candidates.update(rows=depthwise_rows, depthwise=depthwise)
-        # input rows wider than DEPTHWISE_ROWS_IW fill vectors by themselves (and their planes would
-        # leave the cache); narrower ones leave them part empty, and flattened planes (whole rows and
-        # the padding between them) fill them
-        if default is None or in_sizes[1] > DEPTHWISE_ROWS_IW:
+        # flattened planes (whole rows and the padding between them) fill vectors that narrow rows leave
+        # part empty, and keep the sums in registers; but a wide strided input's phase planes cost more
+        # to copy than the rows kernel's strided reads (measured: 96 x 112 x 112, stride 2)
+        if default is None or (strides[1] > 1 and in_sizes[1] > DEPTHWISE_ROWS_IW):
             default = "rows"
     if default is None:
         return generic()
@@ -185,10 +185,10 @@ def _packed(X, W, B, Y, strides, dilations, begin, macs, bm=BLOCK_M) -> Kernel:
                   math="Y[n][m][oh][ow] = B[m] + sum_{c,kh,kw} X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] * W[m][c][kh][kw]")
 
 
-DEPTHWISE_ROWS_IW = 64          # depthwise: input rows wider than this take the `rows` tactic by default
+DEPTHWISE_ROWS_IW = 64          # depthwise, strided: input rows wider than this take the `rows` tactic by default
 PLANE_BLOCK_M = 8               # planes: output channels of a register block (the default tactic)
 PLANE_BLOCKS_M = (8, 6, 4)      # the blocks --tune tries
-PLANE_REGISTERS = 28            # accumulators of a register block, of AVX-512's 32 vector registers
+PLANE_REGISTERS = 30            # a register block's r * bm accumulators and r loaded vectors, of AVX-512's 32
 # the inputs of a chunk of positions (their band of planes) stay in cache while every block of output
 # channels reads them: within L2 where the weights fit it (they are read once a chunk), else within
 # more of it (the weights stream from memory once a chunk, so the chunks are few); the band is the
@@ -234,7 +234,7 @@ def _planes(X, W, B, Y, strides, dilations, begin, macs, bm=PLANE_BLOCK_M) -> Ke
     pitch, halo, positions = plane_geometry(OH, OW, KH, KW, SH, SW, DH, DW)
     # positions per register block, r AVX-512 vectors (r * bm accumulators): the fewest cycles of
     # max(FMAs, loads) per step plus about bm per block for the store, ties to the larger block
-    bq = 16 * min(range(PLANE_REGISTERS // bm, 0, -1), key=lambda r: -(-positions // (16 * r)) * (max(r * bm, r + bm) + bm))
+    bq = 16 * min(range(PLANE_REGISTERS // (bm + 1), 0, -1), key=lambda r: -(-positions // (16 * r)) * (max(r * bm, r + bm) + bm))
     groups = [_packed_weights(W, B, bm, slice(g * (M // G), (g + 1) * (M // G))) for g in range(G)]
     packed, bias = (np.concatenate(parts) for parts in zip(*groups))
     budget = PLANE_CHUNK_BYTES[packed.nbytes > PLANE_BIG_WEIGHTS]
