@@ -71,6 +71,8 @@ def _planes(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
     phases = tap_phases(KH, KW, SH, SW, 1, 1)
     taps, phases = plane_taps(phases, rows, pitch, IW, KH, KW, SH, SW, 1, 1, PW)
     columns = [(lo, hi) for _, lo, hi, _ in tap_columns(IW, OW, KW, SW, 1, PW)]     # the averages' counts
+    if not columns or not taps or not X.size:        # no window reads the input
+        return generic
     return Kernel("pool_planes", generic.inputs, generic.outputs,
                   params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], IH=IH, IW=IW, OH=OH, OW=OW,
                               KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, Q=positions,
