@@ -47,12 +47,15 @@ def _convs():
 
 def _gemms():
     """Packed Gemm (transposed A, alpha, beta) and batched MatMul: rows that leave a partial tile, columns
-    that leave a zero-padded panel."""
+    that leave a zero-padded panel; and the MatMul of two run-time tensors (B's panels read in place), its
+    batch broadcast."""
     rng = np.random.default_rng(1)
     inits = dict(w1=_weights(rng, 19, 37), c1=_weights(rng, 37), w2=_weights(rng, 19, 37))
     nodes = [helper.make_node("Gemm", ["a", "w1", "c1"], ["y1"], transA=1, alpha=0.5, beta=2.0),
-             helper.make_node("MatMul", ["b", "w2"], ["y2"])]
-    return model(nodes, [("a", (19, 13)), ("b", (2, 13, 19))], [("y1", (13, 37)), ("y2", (2, 13, 37))], inits)
+             helper.make_node("MatMul", ["b", "w2"], ["y2"]),
+             helper.make_node("MatMul", ["c", "d"], ["y3"])]
+    return model(nodes, [("a", (19, 13)), ("b", (2, 13, 19)), ("c", (2, 3, 13, 19)), ("d", (3, 19, 32))],
+                 [("y1", (13, 37)), ("y2", (2, 13, 37)), ("y3", (2, 3, 13, 32))], inits)
 
 
 def _with_tactic(make, tactic):
@@ -89,6 +92,7 @@ def compiled(tmp_path_factory):
         out[name] = (m, c, root / name)
     templates = {k.template for _, c, _ in out.values() for k in c.kernels.values()}
     assert {"conv_planes", "conv_packed", "conv_depthwise", "conv_depthwise_rows", "gemm_packed"} <= templates
+    assert any(k.params.get("b_runtime") for k in out["gemms"][1].kernels.values())
     return out
 
 

@@ -69,6 +69,13 @@ def matmul(outs, A, B):
                       splat_ok=("B",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
                       epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"),
                       math="Y[b] = A[b] @ B[b] (batched, broadcast)")
+    if not B.is_const and N % NR == 0 and A.dtype == B.dtype == np.float32 and len(a_shape) == len(A.shape) \
+            and len(b_shape) == len(B.shape):
+        # two run-time matrices (attention): B's rows hold whole panels, read in place
+        return Tactics(f"packed_mr{MR}", {**{f"packed_mr{mr}": lambda mr=mr: packed_product(
+            A, B, None, Y, M, N, K, 0, 1.0, 1.0, batch=batch, a_batch=batch_strides(a_shape, M * K), mr=mr,
+            b_batch=batch_strides(b_shape, K * N), math="Y[b] = A[b] @ B[b] (batched, broadcast)") for mr in MRS},
+            "generic": generic})
     if len(B.shape) != 2 or not _packable(B):     # packed and sparse: one weight matrix for every batch
         return generic()
     rows = M * int(np.prod(batch, dtype=np.int64))     # one B: A's batches are more rows of one product
@@ -95,21 +102,25 @@ def _tactics(packed, generic, rows) -> Tactics:
     return Tactics("sparse" if sparse.worth_it("gemm", rows) else f"packed_mr{MR}", candidates)
 
 
-def packed_product(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=MR) -> Kernel:
-    """B (K x N) constant: packed into zero-padded panels of NR columns, [N/NR][K][NR]."""
+def packed_product(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=MR, b_batch=None) -> Kernel:
+    """B (K x N) constant: packed into zero-padded panels of NR columns, [N/NR][K][NR]. Or `b` a run-time
+    Value (K x N row-major, N a multiple of NR, batches `b_batch` apart): its panels read in place."""
     panels = -(-N // NR)
-    padded = np.zeros((K, panels * NR), np.float32)
-    padded[:, :N] = b
-    packed = np.ascontiguousarray(padded.reshape(K, panels, NR).transpose(1, 0, 2))
-    inputs = {"A": A}
+    runtime = not isinstance(b, np.ndarray)
+    consts = {}
+    if not runtime:
+        padded = np.zeros((K, panels * NR), np.float32)
+        padded[:, :N] = b
+        consts["Bp"] = np.ascontiguousarray(padded.reshape(K, panels, NR).transpose(1, 0, 2))
+    inputs = {"A": A, **({"B": b} if runtime else {})}
     c_strides = None
     if C is not None:
         inputs["C"] = C
         c_strides = broadcast_strides(C, (M, N))
-    return Kernel("gemm_packed", inputs, {"Y": Y}, consts={"Bp": packed},
+    return Kernel("gemm_packed", inputs, {"Y": Y}, consts=consts,
                   params=dict(M=M, N=N, K=K, NP=panels, MR=mr, NR=NR, transA=transA, alpha=c_float(alpha),
                               beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0, c_strides=c_strides,
-                              batch=batch, a_batch=a_batch),
+                              batch=batch, a_batch=a_batch, b_runtime=runtime, b_batch=b_batch or []),
                   splat_ok=("C",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
                   # per-channel operands: where Y's axis 1 is the product's columns
                   epilogue_modes=("flat", "chan") if not batch and Y.shape[1:] == (N,) + (1,) * (len(Y.shape) - 2)
