@@ -268,8 +268,10 @@ static inline float kiln_expf(float x)
     memcpy(&scale, &bits, sizeof scale);
     y = p * scale;
     const uint32_t nan = 0u - (uint32_t)(m > 0x7f800000u);         /* all ones for NaN: x itself */
-    const uint32_t inf = 0u - (uint32_t)(x > 88.7228394f);         /* past FLT_MAX: +inf, as libm */
-    const uint32_t zero = 0u - (uint32_t)(x < -103.972084f);       /* below the least denormal: 0 */
+    /* compared as bits (integer compares keep the vectorised loop in integer lanes): positive floats order
+     * as signed integers, negative ones as unsigned integers in reverse */
+    const uint32_t inf = 0u - (uint32_t)((int32_t)u > 0x42b17218);   /* x > 88.7228394f, past FLT_MAX: +inf, as libm */
+    const uint32_t zero = 0u - (uint32_t)(u > 0xc2cff1b5u);     /* x < -103.972084f (or a NaN): 0 */
     memcpy(&bits, &y, sizeof bits);
     bits = (bits & ~nan & ~inf & ~zero) | (u & nan) | (0x7f800000u & inf);
     memcpy(&y, &bits, sizeof y);
