@@ -288,10 +288,10 @@ static inline float kiln_erff(float x)
                          - z * (1.0f / 1320 - z * (1.0f / 9360)))))));
     const float tail = 1.0f - t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f
                        + t * 1.061405429f)))) * kiln_expf(-z);
-    const uint32_t small = 0u - (uint32_t)(a < 0.5f);       /* all ones below 0.5: a select on integers */
     uint32_t u, sb, tb;
     float r;
     memcpy(&u, &x, sizeof u);
+    const uint32_t small = 0u - (uint32_t)((u & 0x7fffffffu) < 0x3f000000u);  /* |x| < 0.5, as bits: all ones */
     memcpy(&sb, &series, sizeof sb);
     memcpy(&tb, &tail, sizeof tb);
     sb = ((sb & small) | (tb & ~small)) | (u & 0x80000000u);
