@@ -32,7 +32,9 @@ def _cpu_has(flag: str) -> bool:
 
 # each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
 SIMD = {"portable": TEST_CFLAGS, "avx2": TEST_CFLAGS + ["-mavx2"],
-        "avx512 vnni": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]}
+        "avx512 vnni": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"],
+        "avx512 vnni vbmi": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx512vbmi"]}
+CPU_FLAG = {"avx2": "avx2", "avx512 vnni": "avx512_vnni", "avx512 vnni vbmi": "avx512vbmi"}
 
 
 # ---- the arithmetic: numpy model and C helpers agree on every edge ----------------------------------
@@ -108,7 +110,7 @@ def _call(ffi, fn, *arrays, scalars=(), n=0):
 
 @pytest.mark.parametrize("path", ["portable", "avx2", "avx512 vnni"])
 def test_c_requantisation_is_bit_exact_on_the_edges(path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     ffi, lib = _c_helpers(SIMD[path])
     rng = np.random.default_rng(0)
@@ -265,7 +267,7 @@ def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypat
 @pytest.mark.parametrize("path", list(SIMD))
 @pytest.mark.parametrize("case", list(CONVS) + ["Gemm", "MatMul many rows"])
 def test_simd_paths_are_bit_exact(case, path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     template = "qconv_packed"
     if case in CONVS:
@@ -297,7 +299,7 @@ BATCH_MATMULS = {      # A, B (before B's transpose), Y: rows and columns that f
 @pytest.mark.parametrize("path", list(SIMD))
 @pytest.mark.parametrize("shapes", list(BATCH_MATMULS))
 def test_product_of_two_run_time_tensors(shapes, path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     a, b, y = BATCH_MATMULS[shapes]
     perm = list(range(len(b) - 2)) + [len(b) - 1, len(b) - 2]

@@ -159,13 +159,30 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
 
 
 DW_TILE = 32    # depthwise: outputs summed at once (one AVX-512 or two AVX2 vpmaddwd pairs)
+DW_QUAD_SPAN = 48   # a quad of taps reads 16 outputs' bytes from one 64-byte load: offsets within 48 of its first
+
+
+def _tap_quads(taps: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The depthwise taps (plane offsets, in (kh, kw) order) in quads for vpdpbusd: sorted by offset,
+    up to 4 a quad whose offsets lie within DW_QUAD_SPAN of its first; each quad as (its first offset,
+    [(tap index, offset past the first)])."""
+    quads = []
+    for t in sorted(range(len(taps)), key=lambda t: taps[t]):
+        if not quads or len(quads[-1][1]) == 4 or taps[t] - quads[-1][0] > DW_QUAD_SPAN:
+            quads.append((taps[t], []))
+        quads[-1][1].append((t, taps[t] - quads[-1][0]))
+    return quads
 
 
 def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
-    """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16,
-    padded with 0 and split by stride phase, so that every tap reads a contiguous run of outputs
-    (rows of PITCH columns, the ones past OW discarded); |x - x_zp| <= 255 and |w| <= 128, so the sums
-    of products wrap in 32 bits as the int32 model."""
+    """Depthwise 2-D convolution (group == C == M): each channel's plane is padded and split by stride
+    phase, so that every tap reads a contiguous run of outputs (rows of PITCH columns, the ones past OW
+    discarded).
+    With AVX-512 VNNI and VBMI the plane holds u = X (+ 128 for int8) as bytes, the padding u's zero point;
+    the taps go in quads (`quads`: each one vpermb of a 64-byte load gives 16 outputs their 4 bytes, one
+    vpdpbusd sums them), the zero point folded into the bias (sum (x - x_zp) w = sum u w - u_zp sum w).
+    Else the plane holds (X - x_zp) as int16, padded with 0, summed a tap at a time by vpmaddwd; |x - x_zp|
+    <= 255 and |w| <= 128, so the sums of products wrap in 32 bits as the int32 model."""
     g = geometry
     (SH, SW), (DH, DW), (KH, KW) = (g["SH"], g["SW"]), (g["DH"], g["DW"]), (g["KH"], g["KW"])
     pitch = g["OW"] + (KW - 1) * DW // SW
@@ -175,13 +192,23 @@ def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
     # per column phase p: the plane columns jj in [lo, hi) that hold input column jj * SW + p - PW
     PW, IW = g["PW"], g["IW"]
     cols = [(p, max(0, -(-(PW - p) // SW)), min(pitch, -(-(IW + PW - p) // SW)), p - PW) for p in range(SW)]
+    # quads: which outputs of the run of 16 from q0 are real (column < OW, row < OH; the low 16 bits) and how
+    # many (the bits above), by q0 % PITCH, then for the last, shorter run
+    outputs, tail = g["OH"] * g["OW"], g["OH"] * pitch % 16
+
+    def keep(r: int, run: int = 16) -> int:
+        bits = [j for j in range(run) if (r + j) % pitch < g["OW"]]
+        return sum(1 << j for j in bits) | len(bits) << 16
+    offset = 128 if X.dtype == np.int8 else 0
     return Kernel("qconv_depthwise", {"X": X}, {"Y": Y},
                   consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
                           "TAP": np.asarray(taps, np.uint32), **_requant_consts(scale)},
                   params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, cols=cols, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
-                              TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
+                              TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2], quads=_tap_quads(taps), keep=[keep(r) for r in range(pitch)],
+                              keep_tail=keep((g["OH"] * pitch - tail) % pitch, tail),
+                              OFF=offset, ZXU=x_zp + offset, OUT16=-(-outputs // 16) * 16),
                   scratch={"P": (np.int16, SH * SW * rows * pitch + DW_TILE),
-                           "U": (np.int32, (g["OH"] * pitch + DW_TILE - 1) // DW_TILE * DW_TILE)},
+                           "U": (np.int32, max(-(-(g["OH"] * pitch) // DW_TILE) * DW_TILE, -(-outputs // 16) * 16 + 16))},
                   macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
                   math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
