@@ -212,6 +212,13 @@ CONVS = {
     "depthwise 1x1 plane": dict(w=(5, 1, 3, 3), x=(1, 5, 1, 1), y=(1, 5, 1, 1), pads=[1, 1, 1, 1], group=5),
     "depthwise 7x7 stride 2": dict(w=(11, 1, 3, 3), x=(1, 11, 7, 7), y=(1, 11, 3, 3), pads=[0, 0, 1, 1],
                                    strides=[2, 2], group=11),
+    # the byte planes of the AVX-512 VBMI path: DS-CNN's 25x5 (written by 64-byte chunks), planes over 1 KiB
+    # (row by row), stride-2 rows wider than one vector
+    "depthwise 25x5 plane, 65 channels": dict(w=(65, 1, 3, 3), x=(1, 65, 25, 5), y=(1, 65, 25, 5), pads=[1, 1, 1, 1],
+                                              group=65),
+    "depthwise 40x36 plane": dict(w=(3, 1, 3, 3), x=(1, 3, 40, 36), y=(1, 3, 40, 36), pads=[1, 1, 1, 1], group=3),
+    "depthwise stride 2, rows of 70": dict(w=(5, 1, 3, 3), x=(1, 5, 20, 70), y=(1, 5, 10, 35), pads=[1, 1, 0, 0],
+                                           strides=[2, 2], group=5),
     "depthwise multiplier 2": dict(w=(8, 1, 3, 3), x=(1, 4, 6, 6), y=(1, 8, 6, 6), pads=[1, 1, 1, 1], group=4),
     # int_conv's shape classes: rows of taps written out (up to 8), rows wider, no window inside
     "1x1 stride 2": dict(w=(3, 8, 1, 1), x=(1, 8, 5, 5), y=(1, 3, 3, 3), strides=[2, 2]),

@@ -160,6 +160,7 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
 
 DW_TILE = 32    # depthwise: outputs summed at once (one AVX-512 or two AVX2 vpmaddwd pairs)
 DW_QUAD_SPAN = 48   # a quad of taps reads 16 outputs' bytes from one 64-byte load: offsets within 48 of its first
+DW_FILL_CHUNKS = 16     # planes of bytes up to 1 KiB written by 64-byte chunks of vpermb, larger ones by rows
 
 
 def _tap_quads(taps: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
@@ -172,6 +173,33 @@ def _tap_quads(taps: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
             quads.append((taps[t], []))
         quads[-1][1].append((t, taps[t] - quads[-1][0]))
     return quads
+
+
+def _plane_chunks(g: dict, pitch: int, rows: int) -> list[tuple[int, int, int, list[int], int]] | None:
+    """A small depthwise plane of bytes written 64 at a time: for each 64-byte chunk that holds input,
+    (where it starts, the first input element it holds, the last one's distance from it, each byte's input
+    element past the first, the mask of the bytes that hold input), where one chunk's input lies within 64 bytes (stride 1); None for planes of more than
+    DW_FILL_CHUNKS chunks or with input spread wider, which are written row by row."""
+    SH, SW = g["SH"], g["SW"]
+    size = SH * SW * rows * pitch
+    if size > 64 * DW_FILL_CHUNKS:
+        return None
+    phase, at = np.divmod(np.arange(size), rows * pitch)
+    i = at // pitch * SH + phase // SW - g["PH"]
+    j = at % pitch * SW + phase % SW - g["PW"]
+    source = np.where((i >= 0) & (i < g["IH"]) & (j >= 0) & (j < g["IW"]), i * g["IW"] + j, -1)
+    chunks = []
+    for k in range(0, size, 64):
+        src = source[k:k + 64]
+        held = src >= 0
+        if not held.any():
+            continue
+        first = int(src[held].min())
+        if src.max() - first >= 64:
+            return None
+        chunks.append((k, first, int(src.max()) - first, [int(v) for v in np.where(held, src - first, 0)],
+                       sum(1 << b for b in np.flatnonzero(held).tolist())))
+    return chunks
 
 
 def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
@@ -206,7 +234,8 @@ def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
                   params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, cols=cols, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
                               TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2], quads=_tap_quads(taps), keep=[keep(r) for r in range(pitch)],
                               keep_tail=keep((g["OH"] * pitch - tail) % pitch, tail),
-                              OFF=offset, ZXU=x_zp + offset, OUT16=-(-outputs // 16) * 16),
+                              OFF=offset, ZXU=x_zp + offset, OUT16=-(-outputs // 16) * 16,
+                              chunks=_plane_chunks(g, pitch, rows)),
                   scratch={"P": (np.int16, SH * SW * rows * pitch + DW_TILE),
                            "U": (np.int32, max(-(-(g["OH"] * pitch) // DW_TILE) * DW_TILE, -(-outputs // 16) * 16 + 16))},
                   macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
