@@ -336,7 +336,27 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
     const size_t done = n - n % 16;
     const __m512i low = _mm512_set1_epi64(0xffffffff), one = _mm512_set1_epi64(1), z = _mm512_set1_epi64(zp);
     const __m512i l = _mm512_set1_epi64(lo), h = _mm512_set1_epi64(hi);
-    for (size_t i = 0; i < done; i += 16) {
+    int narrow = 1;                                  /* every shift >= 32: m < 2^31 makes |acc * m / 2^s| < 2^30 */
+    for (size_t i = 0; i < period; ++i)
+        narrow &= s[i] >= 32;
+    if (narrow) {
+        /* the rounded quotients fit 32 bits: the odd lanes shifted by s - 32 leave theirs in the high half,
+         * and the zero point and the clamp act on 32-bit lanes */
+        const __m512i z32 = _mm512_set1_epi32(zp), l32 = _mm512_set1_epi32(lo), h32 = _mm512_set1_epi32(hi);
+        for (size_t i = 0; i < done; i += 16) {
+            const __m512i acc = _mm512_loadu_si512(v + i);
+            const __m512i mv = period > 1 ? _mm512_loadu_si512(m + i % period) : _mm512_set1_epi32(m[0]);
+            const __m512i sv = period > 1 ? _mm512_loadu_si512(s + i % period) : _mm512_set1_epi32(s[0]);
+            const __m512i se = _mm512_and_si512(sv, low), so = _mm512_srli_epi64(sv, 32);
+            const __m512i even = _mm512_add_epi64(_mm512_mul_epi32(acc, mv), _mm512_sllv_epi64(one, _mm512_sub_epi64(se, one)));
+            const __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mv, 32)),
+                                                 _mm512_sllv_epi64(one, _mm512_sub_epi64(so, one)));
+            const __m512i r = _mm512_mask_blend_epi32(0xaaaa, _mm512_srav_epi64(even, se),
+                                                      _mm512_srav_epi64(odd, _mm512_sub_epi64(so, _mm512_set1_epi64(32))));
+            _mm512_storeu_si512(v + i, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, z32), l32), h32));
+        }
+    }
+    for (size_t i = 0; i < (narrow ? 0 : done); i += 16) {
         const __m512i acc = _mm512_loadu_si512(v + i);
         const __m512i mv = period > 1 ? _mm512_loadu_si512(m + i % period) : _mm512_set1_epi32(m[0]);
         const __m512i sv = period > 1 ? _mm512_loadu_si512(s + i % period) : _mm512_set1_epi32(s[0]);

@@ -126,11 +126,14 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
         assert np.array_equal(_call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
         # eight or sixteen at a time with AVX2 or AVX-512 (the last lanes by kiln_requant)
         assert np.array_equal(_call(ffi, lib.requant_chunks, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
-        for period in (1, 16):                          # one multiplier, or one per channel of 16, repeated
-            want = quant.requant(acc, np.resize(m[:period], acc.size), np.resize(s[:period], acc.size), zp, lo, hi)
-            got = _call(ffi, lib.requant_period, acc, m[:period].copy(), s[:period].copy(),
-                        scalars=(period, zp, lo, hi), n=acc.size)
-            assert np.array_equal(got, want), (zp, period)
+        # one multiplier, or one per channel of 16, repeated; shifts of 32 and more (quotients of 32 bits), or not
+        top = m[-16:]                                   # multipliers in [2^30, 2^31)
+        for period, mults, shifts in ((1, m, s), (16, m, s), (1, top, [32]), (1, top, [62]), (16, top, np.arange(32, 48)),
+                                      (16, top, s[-16:] % 31 + 32), (16, top, s[-16:])):
+            ms, ss = np.asarray(mults[:period], np.int32).copy(), np.asarray(shifts[:period], np.int32).copy()
+            want = quant.requant(acc, np.resize(ms, acc.size), np.resize(ss, acc.size), zp, lo, hi)
+            got = _call(ffi, lib.requant_period, acc, ms, ss, scalars=(period, zp, lo, hi), n=acc.size)
+            assert np.array_equal(got, want), (zp, period, ss)
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
     ma, mb = (rng.integers(0, 2 ** 31, 4000).astype(np.int32) for _ in range(2))
