@@ -246,7 +246,19 @@ def test_conv(case, act):
     assert "act" not in [n.name for n in compiled.graph.nodes]          # the clamp folded into the conv
 
 
+# matrix products by their kernel: few rows stream the weights (qgemv: 4 rows at a time, 64 columns), many rows
+# take the packed kernel (a 1x1 convolution) unless their sums are too long for its band
+MATMULS = {"Gemm": "qgemv", "Gemm transB": "qgemv", "MatMul 3-D": "qconv_packed", "MatMul many rows": "qconv_packed",
+           "GEMV one row, K 1001, N 130": "qgemv", "GEMV 5 rows, K 70, N 9": "qgemv", "GEMV 6 rows, K 11001": "qgemv"}
+GEMV = {"GEMV one row, K 1001, N 130": ((1, 1001), 130), "GEMV 5 rows, K 70, N 9": ((5, 70), 9),
+        "GEMV 6 rows, K 11001": ((6, 11001), 5)}
+
+
 def _matmul_model(form):
+    if form in GEMV:
+        (rows, k), n = GEMV[form]
+        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (rows, k))], [("y", (rows, n))],
+                     {"w": _w(k, n) * (64 / k) ** 0.5})
     if form == "MatMul 3-D":
         return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))],
                      [("y", (2, 3, 7))], {"w": _w(20, 7)})
@@ -258,9 +270,15 @@ def _matmul_model(form):
                  [("x", (3, 33))], [("y", (3, 17))], {"w": _w(*((17, 33) if trans else (33, 17))), "b": _w(17, seed=3)})
 
 
-@pytest.mark.parametrize("form", ["Gemm", "Gemm transB", "MatMul 3-D", "MatMul many rows"])
+def _matmul_options(form):
+    """5 rows would take the packed kernel: the gemv tactic asked for (two groups of rows: 4 and 1)."""
+    return dict(tactics={"mm": "gemv"}) if form == "GEMV 5 rows, K 70, N 9" else {}
+
+
+@pytest.mark.parametrize("form", list(MATMULS))
 def test_matmul(form):
-    _check(_matmul_model(form), ["KilnQMatMul"])
+    compiled = _check(_matmul_model(form), ["KilnQMatMul"], **_matmul_options(form))
+    assert MATMULS[form] in {k.template for k in compiled.kernels.values()}
 
 
 def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypatch):
@@ -275,7 +293,7 @@ def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypat
 
 
 @pytest.mark.parametrize("path", list(SIMD))
-@pytest.mark.parametrize("case", list(CONVS) + ["Gemm", "MatMul many rows"])
+@pytest.mark.parametrize("case", list(CONVS) + list(MATMULS))
 def test_simd_paths_are_bit_exact(case, path):
     if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
@@ -289,8 +307,8 @@ def test_simd_paths_are_bit_exact(case, path):
         if group > 1:
             template = "qconv_depthwise" if group == xshape[1] == wshape[0] else "int_conv"
     else:
-        m = _matmul_model(case)
-    compiled, data = _calibrated(m, samples=4)
+        m, template = _matmul_model(case), MATMULS[case]
+    compiled, data = _calibrated(m, samples=4, **({} if case in CONVS else _matmul_options(case)))
     assert template in {k.template for k in compiled.kernels.values()}
     for arrays in data[:2]:
         result = integer_check(compiled, arrays, cflags=SIMD[path])

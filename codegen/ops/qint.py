@@ -117,6 +117,15 @@ def _band_fits(C: int, KH: int, KW: int) -> bool:
     return _steps(C, KH, KW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
 
 
+def _folded_bias(bias, W, zu: int, size: int) -> np.ndarray:
+    """B - zu * (sum of each output's weights W[m, :]) as int32 wrapping as the 32-bit sums do, padded with 0
+    to `size`: the bias of sums over u = X (+ 128) whose zero point is zu."""
+    folded = np.asarray(bias, np.int64) - zu * W.astype(np.int64).sum(axis=1)
+    out = np.zeros(size, np.int32)
+    out[:len(folded)] = folded.astype(np.uint32).view(np.int32)
+    return out
+
+
 def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
@@ -142,9 +151,7 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
         packed[:M, :C] = W
         packed = packed.reshape(blocks, BLOCK_M, quads, 4, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
     offset = 128 if X.dtype == np.int8 else 0
-    folded = np.asarray(bias, np.int64) - (x_zp + offset) * W.reshape(M, -1).astype(np.int64).sum(axis=1)
-    bp = np.zeros(blocks * BLOCK_M, np.int32)
-    bp[:M] = folded.astype(np.uint32).view(np.int32)          # wraps as the 32-bit sums do
+    bp = _folded_bias(bias, W.reshape(M, -1), x_zp + offset, blocks * BLOCK_M)
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
     requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
@@ -294,8 +301,13 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         return kernel
 
     K = W.shape[0]
-    if not fold or not _band_fits(K, 1, 1):
+    rows = int(np.prod(A.shape[:-1], dtype=np.int64))
+    if not fold:
         return generic()
+
+    def gemv():
+        return _gemv(A, Y, W.const, B.const if B is not None else np.zeros(N, np.int32), (y_zp, lo, hi), a_zp,
+                     scale, rows)
 
     def packed():
         # a 1x1 convolution with K input channels over A's rows: A[r][k] is X[0][k][0][r]
@@ -306,7 +318,33 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
                          geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
-    return Tactics("packed", {"packed": packed, "generic": generic})
+    if not _band_fits(K, 1, 1):
+        return Tactics("gemv", {"gemv": gemv, "generic": generic})
+    return Tactics("gemv" if rows <= GEMV_ROWS else "packed", {"packed": packed, "gemv": gemv, "generic": generic})
+
+
+GEMV_ROWS, GEMV_COLUMNS = 4, 64     # gemv: up to 4 rows at once (their sums in registers) x 64 columns (4 AVX-512 vectors)
+
+
+def _gemv(A, Y, W, bias, clamp, a_zp, scale, rows) -> Kernel:
+    """Few rows of A times a constant W [K, N]: the weights packed for streaming, [N/64][K/4][64][4] int8, read
+    once per 4 rows; each quad of k of a row (u = A + 128 for int8, bytes) meets 64 columns' quads (AVX-512
+    VNNI: four vpdpbusd; AVX2: vpmaddwd by 8 columns), the zero point folded into the bias as in _packed."""
+    K, N = W.shape
+    quads, blocks = -(-K // 4), -(-N // GEMV_COLUMNS)
+    packed = np.zeros((quads * 4, blocks * GEMV_COLUMNS), np.int8)
+    packed[:K, :N] = W
+    packed = packed.reshape(quads, 4, blocks, GEMV_COLUMNS).transpose(2, 0, 3, 1)
+    offset = 128 if A.dtype == np.int8 else 0
+    requant = {k: np.pad(v, (0, blocks * GEMV_COLUMNS - N)) for k, v in _requant_consts(scale).items()}
+    return Kernel("qgemv", {"A": A}, {"Y": Y},
+                  consts={"Wp": np.ascontiguousarray(packed), "Bp": _folded_bias(bias, W.T, a_zp + offset,
+                                                                                 blocks * GEMV_COLUMNS), **requant},
+                  params=dict(R=rows, K=K, K4=quads, N=N, NB=GEMV_COLUMNS, NBLK=blocks, RB=GEMV_ROWS, OFF=offset,
+                              ZXU=a_zp + offset, TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
+                  scratch={"S": (np.int32, rows * quads * 2)},     # u: bytes [rows][K4][4] or int16 without VNNI
+                  macs=rows * K * N,
+                  math="Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows")
 
 
 @reference("KilnQMatMul")
