@@ -283,8 +283,8 @@ def test_matmul(form):
 
 def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypatch):
     from codegen.ops import qint
-    monkeypatch.setattr(qint, "MAX_BAND_BYTES", 1024)        # 33 taps fit, 5 x 3 x 3 = 45 do not
-    compiled = _check(_matmul_model("Gemm"), ["KilnQMatMul"])
+    monkeypatch.setattr(qint, "MAX_BAND_BYTES", 1024)        # 20 taps fit, 5 x 3 x 3 = 45 do not
+    compiled = _check(_matmul_model("MatMul 3-D"), ["KilnQMatMul"])
     assert [k.template for k in compiled.kernels.values() if k.template.startswith(("int_", "qconv"))] == ["qconv_packed"]
     m = model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], [("x", (1, 5, 6, 6))],
               [("y", (1, 4, 6, 6))], {"w": _w(4, 5, 3, 3)})
