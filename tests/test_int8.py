@@ -251,7 +251,7 @@ def test_conv(case, act):
 MATMULS = {"Gemm": "qgemv", "Gemm transB": "qgemv", "MatMul 3-D": "qconv_packed", "MatMul many rows": "qconv_packed",
            "GEMV one row, K 1001, N 130": "qgemv", "GEMV 5 rows, K 70, N 9": "qgemv", "GEMV 6 rows, K 11001": "qgemv"}
 GEMV = {"GEMV one row, K 1001, N 130": ((1, 1001), 130), "GEMV 5 rows, K 70, N 9": ((5, 70), 9),
-        "GEMV 6 rows, K 11001": ((6, 11001), 5)}
+        "GEMV 6 rows, K 11001": ((6, 11001), 40)}
 
 
 def _matmul_model(form):

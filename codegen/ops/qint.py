@@ -327,20 +327,21 @@ GEMV_ROWS, GEMV_COLUMNS = 4, 64     # gemv: up to 4 rows at once (their sums in 
 
 
 def _gemv(A, Y, W, bias, clamp, a_zp, scale, rows) -> Kernel:
-    """Few rows of A times a constant W [K, N]: the weights packed for streaming, [N/64][K/4][64][4] int8, read
-    once per 4 rows; each quad of k of a row (u = A + 128 for int8, bytes) meets 64 columns' quads (AVX-512
+    """Few rows of A times a constant W [K, N]: the weights packed for streaming, [N/64][K/4][64][4] int8 (blocks
+    of 16, 32 or 48 columns where N is smaller), read once per 4 rows; each quad of k of a row (u = A + 128 for int8, bytes) meets 64 columns' quads (AVX-512
     VNNI: four vpdpbusd; AVX2: vpmaddwd by 8 columns), the zero point folded into the bias as in _packed."""
     K, N = W.shape
-    quads, blocks = -(-K // 4), -(-N // GEMV_COLUMNS)
-    packed = np.zeros((quads * 4, blocks * GEMV_COLUMNS), np.int8)
+    width = min(GEMV_COLUMNS, -(-N // 16) * 16)     # fewer columns: blocks of 16 (the padding stays small)
+    quads, blocks = -(-K // 4), -(-N // width)
+    packed = np.zeros((quads * 4, blocks * width), np.int8)
     packed[:K, :N] = W
-    packed = packed.reshape(quads, 4, blocks, GEMV_COLUMNS).transpose(2, 0, 3, 1)
+    packed = packed.reshape(quads, 4, blocks, width).transpose(2, 0, 3, 1)
     offset = 128 if A.dtype == np.int8 else 0
-    requant = {k: np.pad(v, (0, blocks * GEMV_COLUMNS - N)) for k, v in _requant_consts(scale).items()}
+    requant = {k: np.pad(v, (0, blocks * width - N)) for k, v in _requant_consts(scale).items()}
     return Kernel("qgemv", {"A": A}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": _folded_bias(bias, W.T, a_zp + offset,
-                                                                                 blocks * GEMV_COLUMNS), **requant},
-                  params=dict(R=rows, K=K, K4=quads, N=N, NB=GEMV_COLUMNS, NBLK=blocks, RB=GEMV_ROWS, OFF=offset,
+                                                                                 blocks * width), **requant},
+                  params=dict(R=rows, K=K, K4=quads, N=N, NB=width, NBLK=blocks, RB=GEMV_ROWS, OFF=offset,
                               ZXU=a_zp + offset, TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   scratch={"S": (np.int32, rows * quads * 2)},     # u: bytes [rows][K4][4] or int16 without VNNI
                   macs=rows * K * N,
