@@ -86,16 +86,17 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     if not W.is_const or B is not None and not B.is_const:
         return generic()
     bias = B.const if B is not None else np.zeros(M, np.int32)
-    if group == 1 and _band_fits(C, KH, KW):
+    if (group == 1 or M // group >= GROUP_MIN) and _band_fits(C // group, KH, KW):
         return Tactics("packed", {"packed": lambda: _packed(
             X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, x_strides=(C * IH * IW, IH * IW, IW, 1),
-            y_strides=(M * OH * OW, OH * OW, 1)), "generic": generic})
+            y_strides=(M * OH * OW, OH * OW, 1), groups=group), "generic": generic})
     if group == C == M:
         return Tactics("depthwise", {"depthwise": lambda: _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale,
                                                                      geometry), "generic": generic})
     return generic()
 
 
+GROUP_MIN = 8    # grouped convolutions with at least 8 output channels a group take the packed kernel, group by group
 BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AVX-512 vector) x 12 pixels
 # the inputs of a chunk of output pixels (as int16 without VNNI), in the layer's scratch memory (an arena
 # buffer live for that layer); 8 KiB: 32 KiB ran mobilenet_v2 9 % and ResNet-8 10 % faster on x86 but
@@ -126,7 +127,13 @@ def _folded_bias(bias, W, zu: int, size: int) -> np.ndarray:
     return out
 
 
-def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
+def _by_group(v: np.ndarray, groups: int, size: int) -> np.ndarray:
+    """Per-output-channel rows v [M, ...] as groups of `size` rows each, every group padded with zeros."""
+    v = v.reshape(groups, v.shape[0] // groups, *v.shape[1:])
+    return np.pad(v, [(0, 0), (0, size - v.shape[1])] + [(0, 0)] * (v.ndim - 2)).reshape(groups * size, *v.shape[2:])
+
+
+def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, groups: int = 1) -> Kernel:
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
@@ -137,28 +144,33 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     The zero point leaves the inner loop: sum (x - x_zp) * w = sum u * w - u_zp * sum w, the last
     term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). A tile is
     requantised at once (kiln_requant_n; `clamp`: the output's zero point, low and high end).
-    x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution."""
+    x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution.
+    `groups`: each group of channels is a convolution of its own, [G][MB] blocks of weights, one band at a time."""
     g = geometry
-    M, C = W.shape[:2]
-    blocks, quads, taps = -(-M // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
+    M, C = W.shape[:2]                      # C: input channels per group
+    Mg = M // groups
+    blocks, quads, taps = -(-Mg // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
     steps, by_taps = _steps(C, g["KH"], g["KW"])
     if by_taps:
-        packed = np.zeros((blocks * BLOCK_M, steps * 4), np.int8)
-        packed[:M, :taps] = W.reshape(M, taps)
-        packed = packed.reshape(blocks, BLOCK_M, steps, 4).transpose(0, 2, 1, 3)
+        packed = np.zeros((M, steps * 4), np.int8)
+        packed[:, :taps] = W.reshape(M, taps)
     else:
-        packed = np.zeros((blocks * BLOCK_M, quads * 4) + W.shape[2:], np.int8)
-        packed[:M, :C] = W
-        packed = packed.reshape(blocks, BLOCK_M, quads, 4, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
+        packed = np.zeros((M, quads * 4) + W.shape[2:], np.int8)
+        packed[:, :C] = W
+        packed = packed.reshape(M, quads, 4, g["KH"], g["KW"]).transpose(0, 1, 3, 4, 2)
+    # [M][steps][4] -> [G * MB][steps][16][4]
+    packed = _by_group(packed.reshape(M, steps, 4), groups, blocks * BLOCK_M).reshape(groups * blocks, BLOCK_M, steps, 4)
+    packed = packed.transpose(0, 2, 1, 3)
     offset = 128 if X.dtype == np.int8 else 0
-    bp = _folded_bias(bias, W.reshape(M, -1), x_zp + offset, blocks * BLOCK_M)
+    bp = _by_group(_folded_bias(bias, W.reshape(M, -1), x_zp + offset, M), groups, blocks * BLOCK_M)
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
-    requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
+    requant = {k: _by_group(v, groups, blocks * BLOCK_M) for k, v in _requant_consts(scale).items()}
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
-                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk,
-                              OFF=offset, ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
+                  params=dict(g, C=C, M=M, MG=Mg, G=groups, XG=C * x_strides[1], YG=Mg * y_strides[1], MB=blocks,
+                              BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk, OFF=offset,
+                              ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
                               ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
                   scratch={"S": (np.int32, steps * chunk * 2)},    # the band: int32 [steps][Q] or int16 [steps][Q][4]
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
