@@ -203,6 +203,10 @@ CONVS = {
     "chunks of pixels": dict(w=(17, 64, 3, 3), x=(2, 64, 9, 7), y=(2, 17, 9, 7), pads=[1, 1, 1, 1]),
     "one channel, 10x4 stride 2": dict(w=(7, 1, 10, 4), x=(1, 1, 20, 9), y=(1, 7, 10, 4), pads=[4, 1, 5, 1],
                                        strides=[2, 2]),   # quads of taps rather than of channels
+    # quads of channels from padded planes of quads (VNNI): ResNet-8's 16 channels; dilation, strides, uneven pads
+    "16 channels 3x3": dict(w=(20, 16, 3, 3), x=(1, 16, 12, 11), y=(1, 20, 12, 11), pads=[1, 1, 1, 1]),
+    "8 channels, dilation 2, stride 1x2": dict(w=(7, 8, 3, 3), x=(2, 8, 11, 13), y=(2, 7, 9, 6), pads=[2, 1, 0, 2],
+                                               strides=[1, 2], dilations=[2, 2]),
     "1x1, 64 channels, 63 pixels": dict(w=(20, 64, 1, 1), x=(1, 64, 9, 7), y=(1, 20, 9, 7)),   # 2 chunks, 16-pixel tails
     "1x1 stride 2, 7 channels": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
     "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],

@@ -166,13 +166,19 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
     requant = {k: _by_group(v, groups, blocks * BLOCK_M) for k, v in _requant_consts(scale).items()}
+    # quads of channels beyond 1x1 (convolutions, not matrix products) keep the input as padded planes of quads
+    # for the band (VNNI; its runs are copies): PI [C4][HP][WP] int32, the padded rows and columns read
+    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PH"] == g["PW"] == 0 and g["IW"] == g["OW"]
+    planes = not by_taps and not pointwise and x_strides[3] == 1
+    hp, wp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1, (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
                   params=dict(g, C=C, M=M, MG=Mg, G=groups, XG=C * x_strides[1], YG=Mg * y_strides[1], MB=blocks,
                               BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk, OFF=offset,
                               ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
-                              ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
-                  scratch={"S": (np.int32, steps * chunk * 2)},    # the band: int32 [steps][Q] or int16 [steps][Q][4]
+                              ZY=clamp[0], LO=clamp[1], HI=clamp[2], QP=planes, HP=hp, WP=wp),
+                  scratch={"S": (np.int32, steps * chunk * 2),     # the band: int32 [steps][Q] or int16 [steps][Q][4]
+                           **({"PI": (np.int32, quads * hp * wp)} if planes else {})},
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
