@@ -441,11 +441,15 @@ static void kiln_store_tile8(const int32_t *tile, size_t tw, size_t ms, uint8_t 
 }
 
 /* Two operands rescaled onto one output scale with a single rounding (codegen/quant.py: requant2):
- * zp + round((a * ma + b * mb) / 2^s), saturated to [lo, hi]. */
+ * zp + round((a * ma + b * mb) / 2^s), saturated to [lo, hi]. The operands are 8-bit (differences of int8 /
+ * uint8 and zero points), so |a * ma + b * mb| < 2^41: the floor of the quotient is an unsigned shift of the
+ * sum plus 2^62 (a multiple of 2^s), less 2^62 / 2^s -- no branch, so a loop of it vectorises. */
 static int32_t kiln_requant2(int32_t a, int32_t ma, int32_t b, int32_t mb, int s, int32_t zp, int32_t lo,
                              int32_t hi)
 {
-    const int64_t r = kiln_sra64((int64_t)a * ma + (int64_t)b * mb + (s > 0 ? (int64_t)1 << (s - 1) : 0), s) + zp;
+    const uint64_t big = (uint64_t)1 << 62;
+    const uint64_t u = (uint64_t)((int64_t)a * ma + (int64_t)b * mb) + (s > 0 ? (uint64_t)1 << (s - 1) : 0) + big;
+    const int64_t r = (int64_t)(u >> s) - (int64_t)(big >> s) + zp;
     return (int32_t)(r < lo ? lo : r > hi ? hi : r);
 }
 
