@@ -207,6 +207,8 @@ CONVS = {
     "16 channels 3x3": dict(w=(20, 16, 3, 3), x=(1, 16, 12, 11), y=(1, 20, 12, 11), pads=[1, 1, 1, 1]),
     "8 channels, dilation 2, stride 1x2": dict(w=(7, 8, 3, 3), x=(2, 8, 11, 13), y=(2, 7, 9, 6), pads=[2, 1, 0, 2],
                                                strides=[1, 2], dilations=[2, 2]),
+    "one channel, 3x6 dilation 2x1": dict(w=(6, 1, 3, 6), x=(1, 1, 12, 10), y=(1, 6, 10, 8), pads=[1, 1, 1, 2],
+                                          dilations=[2, 1]),    # quads of kernel rows, 2 a row, the second half empty
     "1x1, 64 channels, 63 pixels": dict(w=(20, 64, 1, 1), x=(1, 64, 9, 7), y=(1, 20, 9, 7)),   # 2 chunks, 16-pixel tails
     "1x1 stride 2, 7 channels": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
     "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],

@@ -86,7 +86,7 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     if not W.is_const or B is not None and not B.is_const:
         return generic()
     bias = B.const if B is not None else np.zeros(M, np.int32)
-    if (group == 1 or M // group >= GROUP_MIN) and _band_fits(C // group, KH, KW):
+    if (group == 1 or M // group >= GROUP_MIN) and _band_fits(C // group, KH, KW, dilations[1]):
         return Tactics("packed", {"packed": lambda: _packed(
             X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, x_strides=(C * IH * IW, IH * IW, IW, 1),
             y_strides=(M * OH * OW, OH * OW, 1), groups=group), "generic": generic})
@@ -105,17 +105,22 @@ BAND_BYTES = 1 << 13
 MAX_BAND_BYTES = 1 << 18    # larger where one tile of pixels needs it, up to this
 
 
-def _steps(C: int, KH: int, KW: int) -> tuple[int, bool]:
-    """The steps of the packed sums: quads of channels x KH x KW, or with fewer than 4 channels quads of
-    consecutive taps of (c, kh, kw) where that makes fewer (True)."""
+def _steps(C: int, KH: int, KW: int, DW: int = 1) -> tuple[int, str]:
+    """The steps of the packed sums and how they are made: quads of channels x KH x KW ("channels"), or with
+    fewer than 4 channels quads of consecutive taps of (c, kh, kw) where that makes fewer ("taps"), or then
+    quads of 4 columns of one kernel row, (c, kh, kw / 4), where that makes at most 30 % more ("rows": a quad
+    is 4 consecutive bytes of the padded input, which the VNNI band gathers whole)."""
     by_channels, by_taps = -(-C // 4) * KH * KW, -(-(C * KH * KW) // 4)
-    return (by_taps, True) if by_taps < by_channels else (by_channels, False)
+    by_rows = C * KH * -(-KW // 4)
+    if by_taps >= by_channels:
+        return by_channels, "channels"
+    return (by_rows, "rows") if DW == 1 and by_rows * 10 <= by_taps * 13 else (by_taps, "taps")
 
 
-def _band_fits(C: int, KH: int, KW: int) -> bool:
+def _band_fits(C: int, KH: int, KW: int, DW: int = 1) -> bool:
     """Whether the band of one tile of pixels (int16) stays within MAX_BAND_BYTES of stack; the generic
     kernel takes the layers with longer sums."""
-    return _steps(C, KH, KW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
+    return _steps(C, KH, KW, DW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
 
 
 def _folded_bias(bias, W, zu: int, size: int) -> np.ndarray:
@@ -150,8 +155,12 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
     M, C = W.shape[:2]                      # C: input channels per group
     Mg = M // groups
     blocks, quads, taps = -(-Mg // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
-    steps, by_taps = _steps(C, g["KH"], g["KW"])
-    if by_taps:
+    steps, mode = _steps(C, g["KH"], g["KW"], g["DW"])
+    kq = -(-g["KW"] // 4)
+    if mode == "rows":
+        packed = np.zeros((M, C, g["KH"], kq * 4), np.int8)
+        packed[..., :g["KW"]] = W
+    elif mode == "taps":
         packed = np.zeros((M, steps * 4), np.int8)
         packed[:, :taps] = W.reshape(M, taps)
     else:
@@ -169,16 +178,21 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
     # quads of channels beyond 1x1 (convolutions, not matrix products) keep the input as padded planes of quads
     # for the band (VNNI; its runs are copies): PI [C4][HP][WP] int32, the padded rows and columns read
     pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PH"] == g["PW"] == 0 and g["IW"] == g["OW"]
-    planes = not by_taps and not pointwise and x_strides[3] == 1
+    planes = mode == "channels" and not pointwise and x_strides[3] == 1
     hp, wp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1, (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
+    # "rows": the input as padded planes of bytes PB [C][HP][WPB], wide enough for the last quad of columns
+    rows = mode == "rows" and x_strides[3] == 1
+    wpb = (g["OW"] - 1) * g["SW"] + 4 * kq
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
                   params=dict(g, C=C, M=M, MG=Mg, G=groups, XG=C * x_strides[1], YG=Mg * y_strides[1], MB=blocks,
-                              BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk, OFF=offset,
+                              BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=mode != "channels", ROWS=mode == "rows", KQ=kq,
+                              RP=rows, WPB=wpb, TW=TILE_W, Q=chunk, OFF=offset,
                               ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
                               ZY=clamp[0], LO=clamp[1], HI=clamp[2], QP=planes, HP=hp, WP=wp),
                   scratch={"S": (np.int32, steps * chunk * 2),     # the band: int32 [steps][Q] or int16 [steps][Q][4]
-                           **({"PI": (np.int32, quads * hp * wp)} if planes else {})},
+                           **({"PI": (np.int32, quads * hp * wp)} if planes else {}),
+                           **({"PI": (np.int32, -(-(C * hp * wpb) // 4))} if rows else {})},
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
