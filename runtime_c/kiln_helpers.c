@@ -453,6 +453,21 @@ static int32_t kiln_requant2(int32_t a, int32_t ma, int32_t b, int32_t mb, int s
     return (int32_t)(r < lo ? lo : r > hi ? hi : r);
 }
 
+/* kiln_requant2 in 32-bit arithmetic, for shifts 17 <= s <= 45 (what Add's scales give): the multipliers split
+ * as m = mh 2^16 + ml (0 <= ml < 2^16), so a * ma + b * mb + 2^(s-1) = (h + 2^(s-17)) 2^16 + l with
+ * |h| < 2^24, |l| < 2^25, and its floor over 2^s is the floor of (h + 2^(s-17) + floor(l / 2^16)) over 2^(s-16);
+ * each floor an unsigned shift of the value plus 2^30 (a multiple of the divisor), less 2^30 over it. Loops
+ * of it vectorise on 32-bit lanes. */
+static int32_t kiln_requant2_narrow(int32_t a, int32_t mah, int32_t mal, int32_t b, int32_t mbh, int32_t mbl, int s,
+                                    int32_t zp, int32_t lo, int32_t hi)
+{
+    const uint32_t big = (uint32_t)1 << 30;
+    const int32_t l = (int32_t)(((uint32_t)(a * mal + b * mbl) + big) >> 16) - (1 << 14);
+    const int32_t t = a * mah + b * mbh + (1 << (s - 17)) + l;
+    const int32_t r = (int32_t)(((uint32_t)t + big) >> (s - 16)) - (int32_t)(big >> (s - 16)) + zp;
+    return r < lo ? lo : r > hi ? hi : r;
+}
+
 /* float8 e8m0 (its bits: a biased exponent, no sign, no zero) -> float: 2^(b - 127), 0xff is NaN. */
 static float kiln_e8m0_to_f(uint8_t b)
 {

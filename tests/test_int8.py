@@ -66,7 +66,9 @@ def _c_helpers(cflags=None):
                void requant_period(const int32_t *acc, const int32_t *m, const int32_t *s, size_t period, int32_t zp,
                                    int32_t lo, int32_t hi, int32_t *out, size_t n);
                void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
-                             const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
+                             const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);
+               void requant2_narrow(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
+                                    const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
     ffi.cdef(proto)
     body = """
 void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
@@ -93,6 +95,12 @@ void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32
               int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n)
 {
     for (size_t i = 0; i < n; ++i) out[i] = kiln_requant2(a[i], ma[i], b[i], mb[i], s[i], zp, lo, hi);
+}
+void requant2_narrow(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb, const int32_t *s,
+                     int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        out[i] = kiln_requant2_narrow(a[i], ma[i] >> 16, ma[i] & 0xffff, b[i], mb[i] >> 16, mb[i] & 0xffff, s[i], zp, lo, hi);
 }
 """
     header = "#include <stddef.h>\n#include <stdint.h>\n" + proto.replace("               ", "") + "\n"
@@ -141,6 +149,11 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
     a[:4], b[:4], s[:4] = [255, -255, 1, -1], [255, -255, -1, 1], [0, 31, 1, 62]
     got = _call(ffi, lib.requant2, a, ma, b, mb, s, scalars=(-3, -128, 127), n=a.size)
     assert np.array_equal(got, quant.requant2(a, ma, b, mb, s, -3, -128, 127))
+    # in 32-bit arithmetic for shifts 17..45, over the whole int32 output range (no clamp hides an error)
+    s = np.concatenate([[17, 45, 17, 45], rng.integers(17, 46, a.size - 4)]).astype(np.int32)
+    for zp, lo, hi in ((-3, -128, 127), (0, -2 ** 31, 2 ** 31 - 1)):
+        got = _call(ffi, lib.requant2_narrow, a, ma, b, mb, s, scalars=(zp, lo, hi), n=a.size)
+        assert np.array_equal(got, quant.requant2(a, ma, b, mb, s, zp, lo, hi)), zp
 
 
 def test_activation_and_weight_parameters():
