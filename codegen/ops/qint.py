@@ -87,9 +87,13 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
         return generic()
     bias = B.const if B is not None else np.zeros(M, np.int32)
     if (group == 1 or M // group >= GROUP_MIN) and _band_fits(C // group, KH, KW, dilations[1]):
-        return Tactics("packed", {"packed": lambda: _packed(
-            X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, x_strides=(C * IH * IW, IH * IW, IW, 1),
-            y_strides=(M * OH * OW, OH * OW, 1), groups=group), "generic": generic})
+        def packed(planes: bool = True) -> Kernel:
+            return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, (C * IH * IW, IH * IW, IW, 1),
+                           (M * OH * OW, OH * OW, 1), group, planes)
+        # packed_band: no padded planes of the input (less RAM, a slower band with VNNI), where packed keeps them
+        mode = _steps(C // group, KH, KW, dilations[1])[1]
+        band = {"packed_band": lambda: packed(False)} if _planes(mode, geometry, (1, 1, 1, 1)) else {}
+        return Tactics("packed", {"packed": packed, **band, "generic": generic})
     if group == C == M:
         return Tactics("depthwise", {"depthwise": lambda: _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale,
                                                                      geometry), "generic": generic})
@@ -138,7 +142,16 @@ def _by_group(v: np.ndarray, groups: int, size: int) -> np.ndarray:
     return np.pad(v, [(0, 0), (0, size - v.shape[1])] + [(0, 0)] * (v.ndim - 2)).reshape(groups * size, *v.shape[2:])
 
 
-def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, groups: int = 1) -> Kernel:
+def _planes(mode: str, g: dict, x_strides) -> bool:
+    """Whether the VNNI band of a packed conv comes from padded planes of its input (PI): quads of channels of a
+    conv beyond 1x1 stride 1 unpadded (which reads its input in place), or quads of kernel rows; rows of the
+    input contiguous (a convolution, not a matrix product)."""
+    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PH"] == g["PW"] == 0 and g["IW"] == g["OW"]
+    return (mode == "rows" or mode == "channels" and not pointwise) and x_strides[3] == 1
+
+
+def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, groups: int = 1,
+            planes: bool = True) -> Kernel:
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
@@ -150,7 +163,8 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
     term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). A tile is
     requantised at once (kiln_requant_n; `clamp`: the output's zero point, low and high end).
     x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution.
-    `groups`: each group of channels is a convolution of its own, [G][MB] blocks of weights, one band at a time."""
+    `groups`: each group of channels is a convolution of its own, [G][MB] blocks of weights, one band at a time.
+    `planes`: with VNNI, keep the input as padded planes (PI, below) that the band copies whole quads from."""
     g = geometry
     M, C = W.shape[:2]                      # C: input channels per group
     Mg = M // groups
@@ -175,13 +189,11 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
     requant = {k: _by_group(v, groups, blocks * BLOCK_M) for k, v in _requant_consts(scale).items()}
-    # quads of channels beyond 1x1 (convolutions, not matrix products) keep the input as padded planes of quads
-    # for the band (VNNI; its runs are copies): PI [C4][HP][WP] int32, the padded rows and columns read
-    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PH"] == g["PW"] == 0 and g["IW"] == g["OW"]
-    planes = mode == "channels" and not pointwise and x_strides[3] == 1
+    # the padded input planes (VNNI): PI [C4][HP][WP] int32 for quads of channels, PB [C][HP][WPB] bytes for "rows"
+    # (wide enough for the last quad of columns); the padded rows and columns read
+    quad_planes = planes and mode == "channels" and _planes(mode, g, x_strides)
+    rows = planes and mode == "rows" and _planes(mode, g, x_strides)
     hp, wp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1, (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
-    # "rows": the input as padded planes of bytes PB [C][HP][WPB], wide enough for the last quad of columns
-    rows = mode == "rows" and x_strides[3] == 1
     wpb = (g["OW"] - 1) * g["SW"] + 4 * kq
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
@@ -189,9 +201,9 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, g
                               BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=mode != "channels", ROWS=mode == "rows", KQ=kq,
                               RP=rows, WPB=wpb, TW=TILE_W, Q=chunk, OFF=offset,
                               ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
-                              ZY=clamp[0], LO=clamp[1], HI=clamp[2], QP=planes, HP=hp, WP=wp),
+                              ZY=clamp[0], LO=clamp[1], HI=clamp[2], QP=quad_planes, HP=hp, WP=wp),
                   scratch={"S": (np.int32, steps * chunk * 2),     # the band: int32 [steps][Q] or int16 [steps][Q][4]
-                           **({"PI": (np.int32, quads * hp * wp)} if planes else {}),
+                           **({"PI": (np.int32, quads * hp * wp)} if quad_planes else {}),
                            **({"PI": (np.int32, -(-(C * hp * wpb) // 4))} if rows else {})},
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
