@@ -23,6 +23,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "fp16"),
                         help="--target cuda: fp32 (default), or the tensor cores in the convolutions and matrix "
                              "products with tf32 or fp16 operands (float32 sums; verified at a 1e-2 tolerance)")
+    common.add_argument("--memory", choices=("fast", "lean"),
+                        help="fast: the quickest kernels, some with working memory in the arena (default on the "
+                             "host); lean: the kernels that need the least RAM (default for Cortex-M targets)")
     common.add_argument("--ram-limit", metavar="SIZE",
                         help="refuse the model when its arena plus an estimated stack exceeds SIZE (e.g. 64K)")
     common.add_argument("--flash-limit", metavar="SIZE",
@@ -116,7 +119,8 @@ def _compile(args):
                    max_arena_bytes=args.max_arena_bytes,
                    max_weight_bytes=args.max_weight_bytes,
                    weights_encoding=args.weights_encoding,
-                   backend="cuda" if args.target == "cuda" else "c")
+                   backend="cuda" if args.target == "cuda" else "c",
+                   memory=args.memory or ("lean" if args.target.startswith("cortex-m") else "fast"))
     model = proto if args.name else args.model
     if args.tune:
         from .tune import tune

@@ -20,6 +20,9 @@ from .runtime import Runner
 # per backend, the tactics its layers take where a node has several (the first one it has; else its default):
 # the CUDA kernels read the weights in their ONNX layout, which the generic C kernels use too
 BACKEND_TACTICS = {"c": (), "cuda": ("depthwise", "generic")}
+# memory="lean" (the default for Cortex-M targets): each layer takes its tactic that needs the least working
+# memory (Tactics.lean) where the default copies bands of padded input into the arena (faster with vectors)
+MEMORY = ("fast", "lean")
 
 INT8_METHODS = ("minmax", "percentile", "entropy")
 
@@ -144,7 +147,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
             prune_threshold: float | None = None, prune_sparsity: float | None = None, prune_scope: str = "global",
             prune_channels: float | None = None, calibration=None, int8: str | None = None,
             percentile: float = 99.99, weights_encoding: str = "string", tactics=None,
-            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31, backend: str = "c") -> CompiledModel:
+            max_arena_bytes: int = 1 << 30, max_weight_bytes: int = 1 << 31, backend: str = "c",
+            memory: str = "fast") -> CompiledModel:
     """ONNX model (path or ModelProto) -> CompiledModel. Raises a KilnError subclass on bad input.
 
     name: C prefix (default: the file's name); input_shapes: {"x": (1, 3, 224, 224)} or
@@ -158,7 +162,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     weights_encoding: "string" (one string literal) or "hex" (uint32 words); tactics: {layer: tactic}
     for layers with several kernels (see codegen.tune; a NAME.json's "tactics" works too); max_arena_bytes and
     max_weight_bytes: refuse (LimitError) a model whose arena or weights would be larger;
-    backend: "c", or "cuda" (each layer takes the kernel the CUDA backend has, see codegen.cuda)."""
+    backend: "c", or "cuda" (each layer takes the kernel the CUDA backend has, see codegen.cuda);
+    memory: "fast", or "lean" (the kernels that need the least RAM; what Cortex-M targets take)."""
     if weights_encoding not in emit_mod.WEIGHT_ENCODINGS:
         raise KilnError(f"weights_encoding must be one of {emit_mod.WEIGHT_ENCODINGS}, not {weights_encoding!r}.")
     for option, value in (("prune_sparsity", prune_sparsity), ("prune_channels", prune_channels)):
@@ -168,9 +173,13 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
         raise KilnError(f"prune_scope must be 'global' or 'layer', not {prune_scope!r}.")
     if backend not in BACKEND_TACTICS:
         raise KilnError(f"backend must be one of {', '.join(BACKEND_TACTICS)}, not {backend!r}.")
+    if memory not in MEMORY:
+        raise KilnError(f"memory must be one of {', '.join(MEMORY)}, not {memory!r}.")
     options = dict(opt_level=opt_level, weights_encoding=weights_encoding)
     if backend != "c":
         options["backend"] = backend
+    if memory != "fast":
+        options["memory"] = memory
     if disable_passes:
         options["disable_passes"] = sorted(disable_passes)
     prune = dict(prune_threshold=prune_threshold, prune_sparsity=prune_sparsity, prune_channels=prune_channels)
@@ -197,7 +206,7 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
     graph, pass_report = passes.run_passes(graph, opt_level, disable_passes, pass_options)
     if name:
         graph.name = c_identifier(name, "model")
-    kernels = ops.lower(graph, tune_mod.tactic_names(tactics), BACKEND_TACTICS[backend])
+    kernels = ops.lower(graph, tune_mod.tactic_names(tactics), BACKEND_TACTICS[backend], lean=memory == "lean")
     plan = plan_mod.make_plan(graph, kernels)
     if plan.arena_bytes > max_arena_bytes:
         top = sorted((b for b in plan.buffers if b.kind == "arena"), key=lambda b: -b.size)[:3]
@@ -216,7 +225,8 @@ def compile(model, *, name: str | None = None, input_shapes=None, opt_level: int
         plain = compile(model, input_shapes=input_shapes, opt_level=opt_level,
                         disable_passes=sorted(set(disable_passes) | {"quantize"}), prune_threshold=prune_threshold,
                         prune_sparsity=prune_sparsity, prune_scope=prune_scope, prune_channels=prune_channels,
-                        calibration=calibration if prune_channels else None, weights_encoding=weights_encoding)
+                        calibration=calibration if prune_channels else None, weights_encoding=weights_encoding,
+                        memory=memory)
         float32 = dict(weight_bytes=plain.sources.weight_bytes, arena_bytes=plain.plan.arena_bytes,
                        arena_lower_bound=plain.plan.lower_bound)
     return CompiledModel(graph, kernels, plan, sources, shown, pass_report, float32)

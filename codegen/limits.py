@@ -41,7 +41,9 @@ def check_limits(compiled, ram_limit: int | None = None, flash_limit: int | None
             f"the model needs {plan.arena_bytes + stack:,} bytes of RAM, over --ram-limit {ram_limit:,}: the arena "
             f"{plan.arena_bytes:,} bytes (lower bound {plan.lower_bound:,}) plus {stack:,} bytes of stack (an "
             f"estimate; kiln verify --target measures it); the largest tensors live at the peak (layer {layer!r}): "
-            + ", ".join(f"{b.values[0]!r} {b.size:,} bytes" for b in top) + ".")
+            + ", ".join(f"{b.values[0]!r} {b.size:,} bytes" for b in top) + "."
+            + ("" if compiled.options.get("memory") == "lean" else
+               " --memory lean takes the kernels that need the least RAM (the default for Cortex-M targets)."))
     weights = compiled.sources.weight_bytes
     if flash_limit is not None and weights > flash_limit:
         raise LimitError(f"the weights need {weights:,} bytes of flash, over --flash-limit {flash_limit:,} (code "

@@ -3,6 +3,7 @@ boards. int8 outputs must be bit-identical to the host build of the same C; floa
 tolerance of onnxruntime. Also the --ram-limit / --flash-limit errors (these need no tools)."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -167,14 +168,31 @@ def test_parse_size():
         parse_size("64Q")
 
 
+def test_cortex_m_builds_take_the_kernels_that_need_the_least_ram(tmp_path, capsys):
+    """The planes convolution copies bands of padded input into the arena (fast with vectors); a Cortex-M
+    build (memory="lean") takes the packed kernel instead, and the arena is the tensors' lower bound."""
+    fast, lean = _digits(int8=False), codegen.compile(DIGITS / "digits.onnx", memory="lean")
+    assert "/scratch:P" in " ".join(v for b in fast.plan.buffers for v in b.values)
+    assert lean.plan.arena_bytes == lean.plan.lower_bound == 12_288 < fast.plan.arena_bytes
+    assert [k.tactic for k in lean.kernels.values() if k.template.startswith("conv")] == ["packed_bm8"] * 3
+    base = ["compile", str(DIGITS / "digits.onnx"), "-o", str(tmp_path)]
+    for flags, arena in (([], fast.plan.arena_bytes), (["--target", "cortex-m4"], 12_288),
+                         (["--target", "cortex-m4", "--memory", "fast"], fast.plan.arena_bytes)):
+        assert cli.main(base + flags) == 0, flags
+        capsys.readouterr()
+        assert json.loads((tmp_path / "digits.json").read_text())["arena_bytes"] == arena, flags
+    with pytest.raises(codegen.KilnError, match="memory must be one of fast, lean"):
+        codegen.compile(DIGITS / "digits.onnx", memory="small")
+
+
 def test_ram_limit_names_the_tensors_live_at_the_peak():
-    compiled = _digits(int8=False)       # arena 12,288 bytes: 8,192 + 4,096 live in the second conv
+    compiled = _digits(int8=False)       # 8,192 + 4,096 bytes live in the second conv (and its working memory)
     need = compiled.plan.arena_bytes + STACK_ESTIMATE
     check_limits(compiled, ram_limit=need, flash_limit=compiled.sources.weight_bytes)
     with pytest.raises(codegen.LimitError) as err:
         check_limits(compiled, ram_limit=need - 1)
     msg = str(err.value)
-    assert f"needs {need:,} bytes of RAM" in msg and "estimate" in msg
+    assert f"needs {need:,} bytes of RAM" in msg and "estimate" in msg and "--memory lean" in msg
     assert "'/features/features.5/Relu_output_0' 8,192 bytes, '/features/features.2/Relu_output_0' 4,096" in msg
 
 

@@ -29,7 +29,7 @@ def _weights(rng, *shape):
 
 
 def _convs():
-    """Planes (or packed) and depthwise convolutions where the tile meets every edge: channels and widths
+    """Planes (or packed) and depthwise convolutions (planes, rows, tiles) where the tile meets every edge: channels and widths
     that are no multiple of the vector width, unequal pads on every side, strides, dilations, 1x1 and 7x7."""
     rng = np.random.default_rng(0)
     inits = dict(w1=_weights(rng, 11, 5, 3, 3), b1=_weights(rng, 11), w2=_weights(rng, 11, 1, 3, 3),
@@ -65,7 +65,8 @@ def _with_tactic(make, tactic):
 
 
 MODELS = {"convs": _convs, "convs_packed": _with_tactic(_convs, "packed_bm8"),   # the default before the planes
-          "convs_tiles": _with_tactic(_convs, "depthwise"), "gemms": _gemms,
+          "convs_tiles": _with_tactic(_convs, "depthwise"), "convs_rows": _with_tactic(_convs, "rows"),
+          "gemms": _gemms,
           "resnet_mini": lambda: onnx.load(FIXTURES / "resnet_mini.onnx"),
           "mobilenet_v2_mini": lambda: onnx.load(FIXTURES / "mobilenet_v2_mini.onnx")}
 

@@ -98,7 +98,10 @@ def _generate(root):
     models = {**cases, **constant, "resnet_mini": FIXTURES / "resnet_mini.onnx",
               "mobilenet_v2_mini": FIXTURES / "mobilenet_v2_mini.onnx", "sparse_conv": _sparse_conv(),
               "mvn": _mvn(), "int8_net": _int8_net(), "int8": _int8_kernels(), "packed_conv": _packed_conv(),
-              "mobilenet_v2_mini_tiled": _other_tactic(FIXTURES / "mobilenet_v2_mini.onnx", "rows", "depthwise")}
+              "mobilenet_v2_mini_tiled": _other_tactic(FIXTURES / "mobilenet_v2_mini.onnx", "planes_bm1", "depthwise"),
+              "mobilenet_v2_mini_rows": _other_tactic(FIXTURES / "mobilenet_v2_mini.onnx", "planes_bm1", "rows"),
+              "resnet_mini_lean": (FIXTURES / "resnet_mini.onnx", dict(memory="lean")),
+              "averagepool_rows": (cases["test_averagepool_2d_precomputed_pads"], dict(memory="lean"))}
     templates = set()
     for name, m in models.items():
         m, options = m if isinstance(m, tuple) else (m, {})

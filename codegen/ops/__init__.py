@@ -54,9 +54,11 @@ class Kernel:
 
 @dataclass
 class Tactics:
-    """Several correct kernels for one node, by name; each built only when picked."""
+    """Several correct kernels for one node, by name; each built only when picked. `lean`: the one that
+    needs the least working memory, where the default needs more (what memory="lean" builds take)."""
     default: str
     candidates: dict[str, Callable[[], Kernel]]
+    lean: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -92,7 +94,8 @@ def _load_families() -> None:
         importlib.import_module(f"{__name__}.{mod.name}")
 
 
-def lower_node(graph: Graph, node: Node, tactic: str | None = None, prefer: tuple[str, ...] = ()) -> Kernel:
+def lower_node(graph: Graph, node: Node, tactic: str | None = None, prefer: tuple[str, ...] = (),
+               lean: bool = False) -> Kernel:
     opdef = REGISTRY.get(node.op)
     if opdef is None:
         raise Unsupported("op is not supported")
@@ -117,7 +120,8 @@ def lower_node(graph: Graph, node: Node, tactic: str | None = None, prefer: tupl
         if tactic is not None and tactic not in kernel.candidates:
             raise KilnError(f"layer {node.name!r} has no tactic {tactic!r}; its tactics are "
                             f"{', '.join(kernel.names)} (the first is the default).")
-        kernel = kernel.pick(tactic or next((n for n in prefer if n in kernel.candidates), None))
+        preferred = next((n for n in prefer if n in kernel.candidates), None)
+        kernel = kernel.pick(tactic or preferred or (kernel.lean if lean else None))
     elif tactic is not None:
         raise KilnError(f"layer {node.name!r} ({node.op}) has one kernel only: no tactic to choose.")
     if node.epilogue:
@@ -130,10 +134,11 @@ def _dtype_name(dtype) -> str:
     return "string" if np.dtype(dtype).kind == "O" else np.dtype(dtype).name
 
 
-def lower(graph: Graph, tactics: dict[str, str] | None = None, prefer: tuple[str, ...] = ()) -> dict[str, Kernel]:
+def lower(graph: Graph, tactics: dict[str, str] | None = None, prefer: tuple[str, ...] = (),
+          lean: bool = False) -> dict[str, Kernel]:
     """Lower every node, or raise one UnsupportedError listing every node that cannot be compiled.
     tactics: {layer (node) name: tactic name} for layers with several kernels (others: the first of
-    `prefer` they have, else their default)."""
+    `prefer` they have, else their lean tactic if `lean`, else their default)."""
     from ..emit import C_TYPES          # the element types a C buffer can hold
     tactics = tactics or {}
     unknown = sorted(set(tactics) - {node.name for node in graph.nodes})
@@ -147,7 +152,7 @@ def lower(graph: Graph, tactics: dict[str, str] | None = None, prefer: tuple[str
             problems.append((node.name, node.op, f"dtype {_dtype_name(odd[0][1])} of {odd[0][0]!r} is not supported"))
             continue
         try:
-            kernels[node.name] = lower_node(graph, node, tactics.get(node.name), prefer)
+            kernels[node.name] = lower_node(graph, node, tactics.get(node.name), prefer, lean)
         except Unsupported as why:
             problems.append((node.name, node.op, str(why)))
     if problems:

@@ -39,7 +39,7 @@ def gemm(outs, A, B, C=None, *, alpha=1.0, beta=1.0, transA=0, transB=0):
     if not _packable(B):
         return generic()
     b = B.const.T if transB else B.const
-    return _tactics(lambda mr: _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch=[], a_batch=[], mr=mr,
+    return _tactics(lambda mr: packed_product(A, b, C, Y, M, N, K, transA, alpha, beta, batch=[], a_batch=[], mr=mr,
                                        math="Y = alpha * op(A) @ op(B) + beta * C"), generic, b.T)
 
 
@@ -72,7 +72,7 @@ def matmul(outs, A, B):
     if len(B.shape) != 2 or not _packable(B):     # packed and sparse: one weight matrix for every batch
         return generic()
     rows = M * int(np.prod(batch, dtype=np.int64))     # one B: A's batches are more rows of one product
-    return _tactics(lambda mr: _packed(A, B.const, None, Y, rows, N, K, 0, 1.0, 1.0, batch=[], mr=mr, a_batch=[],
+    return _tactics(lambda mr: packed_product(A, B.const, None, Y, rows, N, K, 0, 1.0, 1.0, batch=[], mr=mr, a_batch=[],
                                        math="Y = A @ B (A's batches as rows)" if batch else "Y = A @ B"),
                     generic, B.const.T)
 
@@ -95,7 +95,7 @@ def _tactics(packed, generic, rows) -> Tactics:
     return Tactics("sparse" if sparse.worth_it("gemm", rows) else f"packed_mr{MR}", candidates)
 
 
-def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=MR) -> Kernel:
+def packed_product(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=MR) -> Kernel:
     """B (K x N) constant: packed into zero-padded panels of NR columns, [N/NR][K][NR]."""
     panels = -(-N // NR)
     padded = np.zeros((K, panels * NR), np.float32)
@@ -111,7 +111,9 @@ def _packed(A, b, C, Y, M, N, K, transA, alpha, beta, batch, a_batch, math, mr=M
                               beta=c_float(beta), one_alpha=alpha == 1.0, one_beta=beta == 1.0, c_strides=c_strides,
                               batch=batch, a_batch=a_batch),
                   splat_ok=("C",), macs=int(np.prod(batch, dtype=np.int64)) * M * N * K,
-                  epilogue_modes=("flat",) if batch or len(Y.shape) != 2 else ("flat", "chan"), math=math)
+                  # per-channel operands: where Y's axis 1 is the product's columns
+                  epilogue_modes=("flat", "chan") if not batch and Y.shape[1:] == (N,) + (1,) * (len(Y.shape) - 2)
+                  else ("flat",), math=math)
 
 
 MAX_DET_ORDER = 64      # the kernel eliminates in a local double[M][M]: keep it small on the stack

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import FLOAT, Kernel, Tactics, Unsupported, c_type, op, require_dtype
-from .conv import resolve_pads, tap_columns
+from .conv import plane_geometry, plane_taps, resolve_pads, tap_columns, tap_phases
 
 
 def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad, p=0, indices=None,
@@ -28,8 +28,9 @@ def _pool(kind, X, Y, kernel, strides, dilations, begin, end, count_include_pad,
         if list(kernel) == in_sizes and not any(begin) and not any(end) and X.size:   # global: a plane, one output
             return Tactics("plane", {"plane": lambda: _plane(kind, generic, int(np.prod(in_sizes))),
                                      "generic": lambda: generic})
-        return Tactics("rows", {"rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
-                                "generic": lambda: generic})
+        return Tactics("planes", {"planes": lambda: _planes(kind, X, Y, kernel, strides, begin, generic),
+                                  "rows": lambda: _rows(kind, X, Y, kernel, strides, begin, generic),
+                                  "generic": lambda: generic}, lean="rows")
     return generic
 
 
@@ -56,6 +57,28 @@ def _rows(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
                   params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], IH=IH, IW=IW, OH=OH, OW=OW,
                               KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, columns=columns),
                   scratch={"A": (np.float32, OW)},       # one output row's maxima or sums
+                  macs=generic.macs, epilogue_modes=generic.epilogue_modes, math=generic.math)
+
+
+def _planes(kind, X, Y, kernel, strides, begin, generic) -> Kernel:
+    """2-D max/average pooling of each plane as a whole (templates/c/pool_planes.c.j2): the plane is copied,
+    padded (with -inf for max, 0 for the sums) and split by stride phase, so that every tap reads one
+    contiguous run of the flattened output positions (as the planes convolution does)."""
+    (_, _, IH, IW), (OH, OW) = X.shape, Y.shape[2:]
+    (KH, KW), (SH, SW), (PH, PW) = kernel, strides, begin
+    pitch, halo, positions = plane_geometry(OH, OW, KH, KW, SH, SW, 1, 1)
+    rows = OH + halo
+    phases = tap_phases(KH, KW, SH, SW, 1, 1)
+    taps, phases = plane_taps(phases, rows, pitch, IW, KH, KW, SH, SW, 1, 1, PW)
+    columns = [(lo, hi) for _, lo, hi, _ in tap_columns(IW, OW, KW, SW, 1, PW)]     # the averages' counts
+    if not columns or not taps or not X.size:        # no window reads the input
+        return generic
+    return Kernel("pool_planes", generic.inputs, generic.outputs,
+                  params=dict(kind=kind, NC=generic.params["NC"], C=generic.params["C"], IH=IH, IW=IW, OH=OH, OW=OW,
+                              KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, PITCH=pitch, ROWS=rows, Q=positions,
+                              taps=taps, phases=phases, columns=columns),
+                  # the padded planes of one channel; the maxima or sums of its positions
+                  scratch={"P": (np.float32, len(phases) * rows * pitch), "A": (np.float32, positions)},
                   macs=generic.macs, epilogue_modes=generic.epilogue_modes, math=generic.math)
 
 
