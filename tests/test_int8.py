@@ -342,13 +342,14 @@ def test_simd_paths_are_bit_exact(case, path):
 
 @pytest.mark.parametrize("case", ["16 channels 3x3", "8 channels, dilation 2, stride 1x2", "one channel, 10x4 stride 2"])
 def test_packed_band_tactic_needs_no_input_planes(case):
-    """packed_band (what a RAM-lean build takes): the band built byte by byte, no padded planes of the input."""
+    """packed_band (what memory="lean" builds take): the band built byte by byte, no padded planes of the input."""
     c = dict(CONVS[case])
     wshape, xshape, yshape = c.pop("w"), c.pop("x"), c.pop("y")
     m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", **c)], [("x", xshape)], [("y", yshape)],
               {"w": _w(*wshape), "b": _w(wshape[0], seed=2)})
     default, _ = _calibrated(m, samples=4)
-    compiled, data = _calibrated(m, samples=4, tactics={"conv": "packed_band"})
+    compiled, data = _calibrated(m, samples=4, memory="lean")
+    assert compiled.kernels["conv"].tactic == "packed_band"
     assert "PI" in default.kernels["conv"].scratch and "PI" not in compiled.kernels["conv"].scratch
     assert compiled.plan.arena_bytes < default.plan.arena_bytes
     for arrays in data[:2]:

@@ -90,10 +90,11 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
         def packed(planes: bool = True) -> Kernel:
             return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, (C * IH * IW, IH * IW, IW, 1),
                            (M * OH * OW, OH * OW, 1), group, planes)
-        # packed_band: no padded planes of the input (less RAM, a slower band with VNNI), where packed keeps them
+        # packed_band: no padded planes of the input (less RAM, a slower band with VNNI; what memory="lean"
+        # builds take), where packed keeps them
         mode = _steps(C // group, KH, KW, dilations[1])[1]
         band = {"packed_band": lambda: packed(False)} if _planes(mode, geometry, (1, 1, 1, 1)) else {}
-        return Tactics("packed", {"packed": packed, **band, "generic": generic})
+        return Tactics("packed", {"packed": packed, **band, "generic": generic}, lean="packed_band" if band else None)
     if group == C == M:
         return Tactics("depthwise", {"depthwise": lambda: _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale,
                                                                      geometry), "generic": generic})
