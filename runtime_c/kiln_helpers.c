@@ -338,7 +338,27 @@ static void kiln_requant_n(int32_t *v, size_t n, const int32_t *m, const int32_t
     const size_t done = n - n % 16;
     const __m512i low = _mm512_set1_epi64(0xffffffff), one = _mm512_set1_epi64(1), z = _mm512_set1_epi64(zp);
     const __m512i l = _mm512_set1_epi64(lo), h = _mm512_set1_epi64(hi);
-    for (size_t i = 0; i < done; i += 16) {
+    int narrow = 1;                                  /* every shift >= 32: m < 2^31 makes |acc * m / 2^s| < 2^30 */
+    for (size_t i = 0; i < period; ++i)
+        narrow &= s[i] >= 32;
+    if (narrow) {
+        /* the rounded quotients fit 32 bits: the odd lanes shifted by s - 32 leave theirs in the high half,
+         * and the zero point and the clamp act on 32-bit lanes */
+        const __m512i z32 = _mm512_set1_epi32(zp), l32 = _mm512_set1_epi32(lo), h32 = _mm512_set1_epi32(hi);
+        for (size_t i = 0; i < done; i += 16) {
+            const __m512i acc = _mm512_loadu_si512(v + i);
+            const __m512i mv = period > 1 ? _mm512_loadu_si512(m + i % period) : _mm512_set1_epi32(m[0]);
+            const __m512i sv = period > 1 ? _mm512_loadu_si512(s + i % period) : _mm512_set1_epi32(s[0]);
+            const __m512i se = _mm512_and_si512(sv, low), so = _mm512_srli_epi64(sv, 32);
+            const __m512i even = _mm512_add_epi64(_mm512_mul_epi32(acc, mv), _mm512_sllv_epi64(one, _mm512_sub_epi64(se, one)));
+            const __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), _mm512_srli_epi64(mv, 32)),
+                                                 _mm512_sllv_epi64(one, _mm512_sub_epi64(so, one)));
+            const __m512i r = _mm512_mask_blend_epi32(0xaaaa, _mm512_srav_epi64(even, se),
+                                                      _mm512_srav_epi64(odd, _mm512_sub_epi64(so, _mm512_set1_epi64(32))));
+            _mm512_storeu_si512(v + i, _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, z32), l32), h32));
+        }
+    }
+    for (size_t i = 0; i < (narrow ? 0 : done); i += 16) {
         const __m512i acc = _mm512_loadu_si512(v + i);
         const __m512i mv = period > 1 ? _mm512_loadu_si512(m + i % period) : _mm512_set1_epi32(m[0]);
         const __m512i sv = period > 1 ? _mm512_loadu_si512(s + i % period) : _mm512_set1_epi32(s[0]);
@@ -423,12 +443,31 @@ static void kiln_store_tile8(const int32_t *tile, size_t tw, size_t ms, uint8_t 
 }
 
 /* Two operands rescaled onto one output scale with a single rounding (codegen/quant.py: requant2):
- * zp + round((a * ma + b * mb) / 2^s), saturated to [lo, hi]. */
+ * zp + round((a * ma + b * mb) / 2^s), saturated to [lo, hi]. The operands are 8-bit (differences of int8 /
+ * uint8 and zero points), so |a * ma + b * mb| < 2^41: the floor of the quotient is an unsigned shift of the
+ * sum plus 2^62 (a multiple of 2^s), less 2^62 / 2^s -- no branch, so a loop of it vectorises. */
 static int32_t kiln_requant2(int32_t a, int32_t ma, int32_t b, int32_t mb, int s, int32_t zp, int32_t lo,
                              int32_t hi)
 {
-    const int64_t r = kiln_sra64((int64_t)a * ma + (int64_t)b * mb + (s > 0 ? (int64_t)1 << (s - 1) : 0), s) + zp;
+    const uint64_t big = (uint64_t)1 << 62;
+    const uint64_t u = (uint64_t)((int64_t)a * ma + (int64_t)b * mb) + (s > 0 ? (uint64_t)1 << (s - 1) : 0) + big;
+    const int64_t r = (int64_t)(u >> s) - (int64_t)(big >> s) + zp;
     return (int32_t)(r < lo ? lo : r > hi ? hi : r);
+}
+
+/* kiln_requant2 in 32-bit arithmetic, for shifts 17 <= s <= 45 (what Add's scales give): the multipliers split
+ * as m = mh 2^16 + ml (0 <= ml < 2^16), so a * ma + b * mb + 2^(s-1) = (h + 2^(s-17)) 2^16 + l with
+ * |h| < 2^24, |l| < 2^25, and its floor over 2^s is the floor of (h + 2^(s-17) + floor(l / 2^16)) over 2^(s-16);
+ * each floor an unsigned shift of the value plus 2^30 (a multiple of the divisor), less 2^30 over it. Loops
+ * of it vectorise on 32-bit lanes. */
+static int32_t kiln_requant2_narrow(int32_t a, int32_t mah, int32_t mal, int32_t b, int32_t mbh, int32_t mbl, int s,
+                                    int32_t zp, int32_t lo, int32_t hi)
+{
+    const uint32_t big = (uint32_t)1 << 30;
+    const int32_t l = (int32_t)(((uint32_t)(a * mal + b * mbl) + big) >> 16) - (1 << 14);
+    const int32_t t = a * mah + b * mbh + (1 << (s - 17)) + l;
+    const int32_t r = (int32_t)(((uint32_t)t + big) >> (s - 16)) - (int32_t)(big >> (s - 16)) + zp;
+    return r < lo ? lo : r > hi ? hi : r;
 }
 
 /* float8 e8m0 (its bits: a biased exponent, no sign, no zero) -> float: 2^(b - 127), 0xff is NaN. */

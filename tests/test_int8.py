@@ -32,7 +32,9 @@ def _cpu_has(flag: str) -> bool:
 
 # each SIMD path of the integer kernels, where this CPU runs it: all bit-identical to the numpy model
 SIMD = {"portable": TEST_CFLAGS, "avx2": TEST_CFLAGS + ["-mavx2"],
-        "avx512 vnni": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]}
+        "avx512 vnni": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"],
+        "avx512 vnni vbmi": TEST_CFLAGS + ["-mavx2", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni", "-mavx512vbmi"]}
+CPU_FLAG = {"avx2": "avx2", "avx512 vnni": "avx512_vnni", "avx512 vnni vbmi": "avx512vbmi"}
 
 
 # ---- the arithmetic: numpy model and C helpers agree on every edge ----------------------------------
@@ -64,7 +66,9 @@ def _c_helpers(cflags=None):
                void requant_period(const int32_t *acc, const int32_t *m, const int32_t *s, size_t period, int32_t zp,
                                    int32_t lo, int32_t hi, int32_t *out, size_t n);
                void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
-                             const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
+                             const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);
+               void requant2_narrow(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb,
+                                    const int32_t *s, int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n);"""
     ffi.cdef(proto)
     body = """
 void requant(const int32_t *acc, const int32_t *m, const int32_t *s, int32_t zp, int32_t lo, int32_t hi,
@@ -92,6 +96,12 @@ void requant2(const int32_t *a, const int32_t *ma, const int32_t *b, const int32
 {
     for (size_t i = 0; i < n; ++i) out[i] = kiln_requant2(a[i], ma[i], b[i], mb[i], s[i], zp, lo, hi);
 }
+void requant2_narrow(const int32_t *a, const int32_t *ma, const int32_t *b, const int32_t *mb, const int32_t *s,
+                     int32_t zp, int32_t lo, int32_t hi, int32_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        out[i] = kiln_requant2_narrow(a[i], ma[i] >> 16, ma[i] & 0xffff, b[i], mb[i] >> 16, mb[i] & 0xffff, s[i], zp, lo, hi);
+}
 """
     header = "#include <stddef.h>\n#include <stdint.h>\n" + proto.replace("               ", "") + "\n"
     runtime = (Path(codegen.__file__).parent.parent / "runtime_c" / "kiln_runtime.h").read_text()
@@ -108,7 +118,7 @@ def _call(ffi, fn, *arrays, scalars=(), n=0):
 
 @pytest.mark.parametrize("path", ["portable", "avx2", "avx512 vnni"])
 def test_c_requantisation_is_bit_exact_on_the_edges(path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     ffi, lib = _c_helpers(SIMD[path])
     rng = np.random.default_rng(0)
@@ -124,11 +134,14 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
         assert np.array_equal(_call(ffi, lib.requant, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
         # eight or sixteen at a time with AVX2 or AVX-512 (the last lanes by kiln_requant)
         assert np.array_equal(_call(ffi, lib.requant_chunks, acc, m, s, scalars=(zp, lo, hi), n=acc.size), want), zp
-        for period in (1, 16):                          # one multiplier, or one per channel of 16, repeated
-            want = quant.requant(acc, np.resize(m[:period], acc.size), np.resize(s[:period], acc.size), zp, lo, hi)
-            got = _call(ffi, lib.requant_period, acc, m[:period].copy(), s[:period].copy(),
-                        scalars=(period, zp, lo, hi), n=acc.size)
-            assert np.array_equal(got, want), (zp, period)
+        # one multiplier, or one per channel of 16, repeated; shifts of 32 and more (quotients of 32 bits), or not
+        top = m[-16:]                                   # multipliers in [2^30, 2^31)
+        for period, mults, shifts in ((1, m, s), (16, m, s), (1, top, [32]), (1, top, [62]), (16, top, np.arange(32, 48)),
+                                      (16, top, s[-16:] % 31 + 32), (16, top, s[-16:])):
+            ms, ss = np.asarray(mults[:period], np.int32).copy(), np.asarray(shifts[:period], np.int32).copy()
+            want = quant.requant(acc, np.resize(ms, acc.size), np.resize(ss, acc.size), zp, lo, hi)
+            got = _call(ffi, lib.requant_period, acc, ms, ss, scalars=(period, zp, lo, hi), n=acc.size)
+            assert np.array_equal(got, want), (zp, period, ss)
     # kiln_requant2 takes 8-bit operands (differences of int8 / uint8 and zero points)
     a, b = (rng.integers(-255, 256, 4000).astype(np.int32) for _ in range(2))
     ma, mb = (rng.integers(0, 2 ** 31, 4000).astype(np.int32) for _ in range(2))
@@ -136,6 +149,11 @@ def test_c_requantisation_is_bit_exact_on_the_edges(path):
     a[:4], b[:4], s[:4] = [255, -255, 1, -1], [255, -255, -1, 1], [0, 31, 1, 62]
     got = _call(ffi, lib.requant2, a, ma, b, mb, s, scalars=(-3, -128, 127), n=a.size)
     assert np.array_equal(got, quant.requant2(a, ma, b, mb, s, -3, -128, 127))
+    # in 32-bit arithmetic for shifts 17..45, over the whole int32 output range (no clamp hides an error)
+    s = np.concatenate([[17, 45, 17, 45], rng.integers(17, 46, a.size - 4)]).astype(np.int32)
+    for zp, lo, hi in ((-3, -128, 127), (0, -2 ** 31, 2 ** 31 - 1)):
+        got = _call(ffi, lib.requant2_narrow, a, ma, b, mb, s, scalars=(zp, lo, hi), n=a.size)
+        assert np.array_equal(got, quant.requant2(a, ma, b, mb, s, zp, lo, hi)), zp
 
 
 def test_activation_and_weight_parameters():
@@ -187,6 +205,10 @@ CONVS = {
     "dilation 2": dict(w=(4, 2, 3, 3), x=(1, 2, 9, 9), y=(1, 4, 5, 5), dilations=[2, 2]),
     "groups 2": dict(w=(6, 2, 3, 3), x=(1, 4, 6, 6), y=(1, 6, 6, 6), pads=[1, 1, 1, 1], group=2),
     "depthwise": dict(w=(7, 1, 3, 3), x=(1, 7, 6, 6), y=(1, 7, 6, 6), pads=[1, 1, 1, 1], group=7),
+    # groups of at least 8 output channels take the packed kernel group by group (AlexNet's, ShuffleNet's)
+    "groups 2 of 3 -> 9": dict(w=(18, 3, 3, 3), x=(2, 6, 7, 7), y=(2, 18, 7, 7), pads=[1, 1, 1, 1], group=2),
+    "groups 3 of 8 -> 20, 1x1": dict(w=(60, 8, 1, 1), x=(1, 24, 5, 5), y=(1, 60, 5, 5), group=3),
+    "groups 2 of 5 -> 17, stride 2": dict(w=(34, 5, 3, 3), x=(1, 10, 9, 8), y=(1, 34, 4, 3), strides=[2, 2], group=2),
     "1x1": dict(w=(9, 5, 1, 1), x=(2, 5, 4, 4), y=(2, 9, 4, 4)),
     "7x7 stride 2": dict(w=(4, 3, 7, 7), x=(1, 3, 16, 16), y=(1, 4, 8, 8), pads=[3, 3, 3, 3], strides=[2, 2]),
     # channels and pixels that fill no tile (8 channels x 12 pixels), several chunks of pixels
@@ -194,6 +216,12 @@ CONVS = {
     "chunks of pixels": dict(w=(17, 64, 3, 3), x=(2, 64, 9, 7), y=(2, 17, 9, 7), pads=[1, 1, 1, 1]),
     "one channel, 10x4 stride 2": dict(w=(7, 1, 10, 4), x=(1, 1, 20, 9), y=(1, 7, 10, 4), pads=[4, 1, 5, 1],
                                        strides=[2, 2]),   # quads of taps rather than of channels
+    # quads of channels from padded planes of quads (VNNI): ResNet-8's 16 channels; dilation, strides, uneven pads
+    "16 channels 3x3": dict(w=(20, 16, 3, 3), x=(1, 16, 12, 11), y=(1, 20, 12, 11), pads=[1, 1, 1, 1]),
+    "8 channels, dilation 2, stride 1x2": dict(w=(7, 8, 3, 3), x=(2, 8, 11, 13), y=(2, 7, 9, 6), pads=[2, 1, 0, 2],
+                                               strides=[1, 2], dilations=[2, 2]),
+    "one channel, 3x6 dilation 2x1": dict(w=(6, 1, 3, 6), x=(1, 1, 12, 10), y=(1, 6, 10, 8), pads=[1, 1, 1, 2],
+                                          dilations=[2, 1]),    # quads of kernel rows, 2 a row, the second half empty
     "1x1, 64 channels, 63 pixels": dict(w=(20, 64, 1, 1), x=(1, 64, 9, 7), y=(1, 20, 9, 7)),   # 2 chunks, 16-pixel tails
     "1x1 stride 2, 7 channels": dict(w=(10, 7, 1, 1), x=(1, 7, 9, 9), y=(1, 10, 5, 5), strides=[2, 2]),
     "stride 2 dilation 2": dict(w=(9, 3, 3, 3), x=(1, 3, 13, 12), y=(1, 9, 5, 5), pads=[1, 0, 0, 1], strides=[2, 2],
@@ -210,6 +238,13 @@ CONVS = {
     "depthwise 1x1 plane": dict(w=(5, 1, 3, 3), x=(1, 5, 1, 1), y=(1, 5, 1, 1), pads=[1, 1, 1, 1], group=5),
     "depthwise 7x7 stride 2": dict(w=(11, 1, 3, 3), x=(1, 11, 7, 7), y=(1, 11, 3, 3), pads=[0, 0, 1, 1],
                                    strides=[2, 2], group=11),
+    # the byte planes of the AVX-512 VBMI path: DS-CNN's 25x5 (written by 64-byte chunks), planes over 1 KiB
+    # (row by row), stride-2 rows wider than one vector
+    "depthwise 25x5 plane, 65 channels": dict(w=(65, 1, 3, 3), x=(1, 65, 25, 5), y=(1, 65, 25, 5), pads=[1, 1, 1, 1],
+                                              group=65),
+    "depthwise 40x36 plane": dict(w=(3, 1, 3, 3), x=(1, 3, 40, 36), y=(1, 3, 40, 36), pads=[1, 1, 1, 1], group=3),
+    "depthwise stride 2, rows of 70": dict(w=(5, 1, 3, 3), x=(1, 5, 20, 70), y=(1, 5, 10, 35), pads=[1, 1, 0, 0],
+                                           strides=[2, 2], group=5),
     "depthwise multiplier 2": dict(w=(8, 1, 3, 3), x=(1, 4, 6, 6), y=(1, 8, 6, 6), pads=[1, 1, 1, 1], group=4),
     # int_conv's shape classes: rows of taps written out (up to 8), rows wider, no window inside
     "1x1 stride 2": dict(w=(3, 8, 1, 1), x=(1, 8, 5, 5), y=(1, 3, 3, 3), strides=[2, 2]),
@@ -234,7 +269,19 @@ def test_conv(case, act):
     assert "act" not in [n.name for n in compiled.graph.nodes]          # the clamp folded into the conv
 
 
+# matrix products by their kernel: few rows stream the weights (qgemv: 4 rows at a time, 64 columns), many rows
+# take the packed kernel (a 1x1 convolution) unless their sums are too long for its band
+MATMULS = {"Gemm": "qgemv", "Gemm transB": "qgemv", "MatMul 3-D": "qconv_packed", "MatMul many rows": "qconv_packed",
+           "GEMV one row, K 1001, N 130": "qgemv", "GEMV 5 rows, K 70, N 9": "qgemv", "GEMV 6 rows, K 11001": "qgemv"}
+GEMV = {"GEMV one row, K 1001, N 130": ((1, 1001), 130), "GEMV 5 rows, K 70, N 9": ((5, 70), 9),
+        "GEMV 6 rows, K 11001": ((6, 11001), 40)}
+
+
 def _matmul_model(form):
+    if form in GEMV:
+        (rows, k), n = GEMV[form]
+        return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (rows, k))], [("y", (rows, n))],
+                     {"w": _w(k, n) * (64 / k) ** 0.5})
     if form == "MatMul 3-D":
         return model([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], [("x", (2, 3, 20))],
                      [("y", (2, 3, 7))], {"w": _w(20, 7)})
@@ -246,15 +293,21 @@ def _matmul_model(form):
                  [("x", (3, 33))], [("y", (3, 17))], {"w": _w(*((17, 33) if trans else (33, 17))), "b": _w(17, seed=3)})
 
 
-@pytest.mark.parametrize("form", ["Gemm", "Gemm transB", "MatMul 3-D", "MatMul many rows"])
+def _matmul_options(form):
+    """5 rows would take the packed kernel: the gemv tactic asked for (two groups of rows: 4 and 1)."""
+    return dict(tactics={"mm": "gemv"}) if form == "GEMV 5 rows, K 70, N 9" else {}
+
+
+@pytest.mark.parametrize("form", list(MATMULS))
 def test_matmul(form):
-    _check(_matmul_model(form), ["KilnQMatMul"])
+    compiled = _check(_matmul_model(form), ["KilnQMatMul"], **_matmul_options(form))
+    assert MATMULS[form] in {k.template for k in compiled.kernels.values()}
 
 
 def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypatch):
     from codegen.ops import qint
-    monkeypatch.setattr(qint, "MAX_BAND_BYTES", 1024)        # 33 taps fit, 5 x 3 x 3 = 45 do not
-    compiled = _check(_matmul_model("Gemm"), ["KilnQMatMul"])
+    monkeypatch.setattr(qint, "MAX_BAND_BYTES", 1024)        # 20 taps fit, 5 x 3 x 3 = 45 do not
+    compiled = _check(_matmul_model("MatMul 3-D"), ["KilnQMatMul"])
     assert [k.template for k in compiled.kernels.values() if k.template.startswith(("int_", "qconv"))] == ["qconv_packed"]
     m = model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], [("x", (1, 5, 6, 6))],
               [("y", (1, 4, 6, 6))], {"w": _w(4, 5, 3, 3)})
@@ -263,9 +316,9 @@ def test_sums_too_long_for_a_band_on_the_stack_take_the_generic_kernel(monkeypat
 
 
 @pytest.mark.parametrize("path", list(SIMD))
-@pytest.mark.parametrize("case", list(CONVS) + ["Gemm", "MatMul many rows"])
+@pytest.mark.parametrize("case", list(CONVS) + list(MATMULS))
 def test_simd_paths_are_bit_exact(case, path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     template = "qconv_packed"
     if case in CONVS:
@@ -274,14 +327,33 @@ def test_simd_paths_are_bit_exact(case, path):
         m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", **c)], [("x", xshape)],
                   [("y", yshape)], {"w": _w(*wshape), "b": _w(wshape[0], seed=2)})
         group = c.get("group", 1)
-        if group > 1:
-            template = "qconv_depthwise" if group == xshape[1] == wshape[0] else "int_conv"
+        if group == xshape[1] == wshape[0]:
+            template = "qconv_depthwise"
+        elif group > 1 and wshape[0] // group < 8:
+            template = "int_conv"
     else:
-        m = _matmul_model(case)
-    compiled, data = _calibrated(m, samples=4)
+        m, template = _matmul_model(case), MATMULS[case]
+    compiled, data = _calibrated(m, samples=4, **({} if case in CONVS else _matmul_options(case)))
     assert template in {k.template for k in compiled.kernels.values()}
     for arrays in data[:2]:
         result = integer_check(compiled, arrays, cflags=SIMD[path])
+        assert result["exact"] and result["checked"], result
+
+
+@pytest.mark.parametrize("case", ["16 channels 3x3", "8 channels, dilation 2, stride 1x2", "one channel, 10x4 stride 2"])
+def test_packed_band_tactic_needs_no_input_planes(case):
+    """packed_band (what memory="lean" builds take): the band built byte by byte, no padded planes of the input."""
+    c = dict(CONVS[case])
+    wshape, xshape, yshape = c.pop("w"), c.pop("x"), c.pop("y")
+    m = model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", **c)], [("x", xshape)], [("y", yshape)],
+              {"w": _w(*wshape), "b": _w(wshape[0], seed=2)})
+    default, _ = _calibrated(m, samples=4)
+    compiled, data = _calibrated(m, samples=4, memory="lean")
+    assert compiled.kernels["conv"].tactic == "packed_band"
+    assert "PI" in default.kernels["conv"].scratch and "PI" not in compiled.kernels["conv"].scratch
+    assert compiled.plan.arena_bytes < default.plan.arena_bytes
+    for arrays in data[:2]:
+        result = integer_check(compiled, arrays)
         assert result["exact"] and result["checked"], result
 
 
@@ -297,7 +369,7 @@ BATCH_MATMULS = {      # A, B (before B's transpose), Y: rows and columns that f
 @pytest.mark.parametrize("path", list(SIMD))
 @pytest.mark.parametrize("shapes", list(BATCH_MATMULS))
 def test_product_of_two_run_time_tensors(shapes, path):
-    if path != "portable" and not _cpu_has({"avx2": "avx2", "avx512 vnni": "avx512_vnni"}[path]):
+    if path != "portable" and not _cpu_has(CPU_FLAG[path]):
         pytest.skip(f"this CPU does not run the {path} path")
     a, b, y = BATCH_MATMULS[shapes]
     perm = list(range(len(b) - 2)) + [len(b) - 1, len(b) - 2]

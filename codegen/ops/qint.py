@@ -86,16 +86,22 @@ def qconv(outs, X, W, B=None, *, x_zp, y_zp, lo, hi, scale, pads, strides, dilat
     if not W.is_const or B is not None and not B.is_const:
         return generic()
     bias = B.const if B is not None else np.zeros(M, np.int32)
-    if group == 1 and _band_fits(C, KH, KW):
-        return Tactics("packed", {"packed": lambda: _packed(
-            X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, x_strides=(C * IH * IW, IH * IW, IW, 1),
-            y_strides=(M * OH * OW, OH * OW, 1)), "generic": generic})
+    if (group == 1 or M // group >= GROUP_MIN) and _band_fits(C // group, KH, KW, dilations[1]):
+        def packed(planes: bool = True) -> Kernel:
+            return _packed(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale, geometry, (C * IH * IW, IH * IW, IW, 1),
+                           (M * OH * OW, OH * OW, 1), group, planes)
+        # packed_band: no padded planes of the input (less RAM, a slower band with VNNI; what memory="lean"
+        # builds take), where packed keeps them
+        mode = _steps(C // group, KH, KW, dilations[1])[1]
+        band = {"packed_band": lambda: packed(False)} if _planes(mode, geometry, (1, 1, 1, 1)) else {}
+        return Tactics("packed", {"packed": packed, **band, "generic": generic}, lean="packed_band" if band else None)
     if group == C == M:
         return Tactics("depthwise", {"depthwise": lambda: _depthwise(X, Y, W.const, bias, (y_zp, lo, hi), x_zp, scale,
                                                                      geometry), "generic": generic})
     return generic()
 
 
+GROUP_MIN = 8    # grouped convolutions with at least 8 output channels a group take the packed kernel, group by group
 BLOCK_M, TILE_W = 16, 12    # int32 sums in registers: 16 output channels (an AVX-512 vector) x 12 pixels
 # the inputs of a chunk of output pixels (as int16 without VNNI), in the layer's scratch memory (an arena
 # buffer live for that layer); 8 KiB: 32 KiB ran mobilenet_v2 9 % and ResNet-8 10 % faster on x86 but
@@ -104,20 +110,49 @@ BAND_BYTES = 1 << 13
 MAX_BAND_BYTES = 1 << 18    # larger where one tile of pixels needs it, up to this
 
 
-def _steps(C: int, KH: int, KW: int) -> tuple[int, bool]:
-    """The steps of the packed sums: quads of channels x KH x KW, or with fewer than 4 channels quads of
-    consecutive taps of (c, kh, kw) where that makes fewer (True)."""
+def _steps(C: int, KH: int, KW: int, DW: int = 1) -> tuple[int, str]:
+    """The steps of the packed sums and how they are made: quads of channels x KH x KW ("channels"), or with
+    fewer than 4 channels quads of consecutive taps of (c, kh, kw) where that makes fewer ("taps"), or then
+    quads of 4 columns of one kernel row, (c, kh, kw / 4), where that makes at most 30 % more ("rows": a quad
+    is 4 consecutive bytes of the padded input, which the VNNI band gathers whole)."""
     by_channels, by_taps = -(-C // 4) * KH * KW, -(-(C * KH * KW) // 4)
-    return (by_taps, True) if by_taps < by_channels else (by_channels, False)
+    by_rows = C * KH * -(-KW // 4)
+    if by_taps >= by_channels:
+        return by_channels, "channels"
+    return (by_rows, "rows") if DW == 1 and by_rows * 10 <= by_taps * 13 else (by_taps, "taps")
 
 
-def _band_fits(C: int, KH: int, KW: int) -> bool:
+def _band_fits(C: int, KH: int, KW: int, DW: int = 1) -> bool:
     """Whether the band of one tile of pixels (int16) stays within MAX_BAND_BYTES of stack; the generic
     kernel takes the layers with longer sums."""
-    return _steps(C, KH, KW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
+    return _steps(C, KH, KW, DW)[0] * 4 * TILE_W * 2 <= MAX_BAND_BYTES
 
 
-def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -> Kernel:
+def _folded_bias(bias, W, zu: int, size: int) -> np.ndarray:
+    """B - zu * (sum of each output's weights W[m, :]) as int32 wrapping as the 32-bit sums do, padded with 0
+    to `size`: the bias of sums over u = X (+ 128) whose zero point is zu."""
+    folded = np.asarray(bias, np.int64) - zu * W.astype(np.int64).sum(axis=1)
+    out = np.zeros(size, np.int32)
+    out[:len(folded)] = folded.astype(np.uint32).view(np.int32)
+    return out
+
+
+def _by_group(v: np.ndarray, groups: int, size: int) -> np.ndarray:
+    """Per-output-channel rows v [M, ...] as groups of `size` rows each, every group padded with zeros."""
+    v = v.reshape(groups, v.shape[0] // groups, *v.shape[1:])
+    return np.pad(v, [(0, 0), (0, size - v.shape[1])] + [(0, 0)] * (v.ndim - 2)).reshape(groups * size, *v.shape[2:])
+
+
+def _planes(mode: str, g: dict, x_strides) -> bool:
+    """Whether the VNNI band of a packed conv comes from padded planes of its input (PI): quads of channels of a
+    conv beyond 1x1 stride 1 unpadded (which reads its input in place), or quads of kernel rows; rows of the
+    input contiguous (a convolution, not a matrix product)."""
+    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PH"] == g["PW"] == 0 and g["IW"] == g["OW"]
+    return (mode == "rows" or mode == "channels" and not pointwise) and x_strides[3] == 1
+
+
+def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides, groups: int = 1,
+            planes: bool = True) -> Kernel:
     """2-D group-1 convolution over quads of input channels. A chunk of output pixels at a time, their
     inputs are gathered into a band, [channel quad, kh, kw][pixel][4], as u = X + 128 (int8) or X
     (uint8), 0..255, the padding u = the zero point's u; the weights are packed at compile time as
@@ -128,44 +163,106 @@ def _packed(X, Y, W, bias, clamp, x_zp, scale, geometry, x_strides, y_strides) -
     The zero point leaves the inner loop: sum (x - x_zp) * w = sum u * w - u_zp * sum w, the last
     term folded into the bias at compile time (in wrapping 32-bit arithmetic, as the sums). A tile is
     requantised at once (kiln_requant_n; `clamp`: the output's zero point, low and high end).
-    x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution."""
+    x_strides (n, c, h, w) and y_strides (n, c, pixel) let a matrix product run as a 1x1 convolution.
+    `groups`: each group of channels is a convolution of its own, [G][MB] blocks of weights, one band at a time.
+    `planes`: with VNNI, keep the input as padded planes (PI, below) that the band copies whole quads from."""
     g = geometry
-    M, C = W.shape[:2]
-    blocks, quads, taps = -(-M // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
-    steps, by_taps = _steps(C, g["KH"], g["KW"])
-    if by_taps:
-        packed = np.zeros((blocks * BLOCK_M, steps * 4), np.int8)
-        packed[:M, :taps] = W.reshape(M, taps)
-        packed = packed.reshape(blocks, BLOCK_M, steps, 4).transpose(0, 2, 1, 3)
+    M, C = W.shape[:2]                      # C: input channels per group
+    Mg = M // groups
+    blocks, quads, taps = -(-Mg // BLOCK_M), -(-C // 4), C * g["KH"] * g["KW"]
+    steps, mode = _steps(C, g["KH"], g["KW"], g["DW"])
+    kq = -(-g["KW"] // 4)
+    if mode == "rows":
+        packed = np.zeros((M, C, g["KH"], kq * 4), np.int8)
+        packed[..., :g["KW"]] = W
+    elif mode == "taps":
+        packed = np.zeros((M, steps * 4), np.int8)
+        packed[:, :taps] = W.reshape(M, taps)
     else:
-        packed = np.zeros((blocks * BLOCK_M, quads * 4) + W.shape[2:], np.int8)
-        packed[:M, :C] = W
-        packed = packed.reshape(blocks, BLOCK_M, quads, 4, g["KH"], g["KW"]).transpose(0, 2, 4, 5, 1, 3)
+        packed = np.zeros((M, quads * 4) + W.shape[2:], np.int8)
+        packed[:, :C] = W
+        packed = packed.reshape(M, quads, 4, g["KH"], g["KW"]).transpose(0, 1, 3, 4, 2)
+    # [M][steps][4] -> [G * MB][steps][16][4]
+    packed = _by_group(packed.reshape(M, steps, 4), groups, blocks * BLOCK_M).reshape(groups * blocks, BLOCK_M, steps, 4)
+    packed = packed.transpose(0, 2, 1, 3)
     offset = 128 if X.dtype == np.int8 else 0
-    folded = np.asarray(bias, np.int64) - (x_zp + offset) * W.reshape(M, -1).astype(np.int64).sum(axis=1)
-    bp = np.zeros(blocks * BLOCK_M, np.int32)
-    bp[:M] = folded.astype(np.uint32).view(np.int32)          # wraps as the 32-bit sums do
+    bp = _by_group(_folded_bias(bias, W.reshape(M, -1), x_zp + offset, M), groups, blocks * BLOCK_M)
     pixels = g["OH"] * g["OW"]
     chunk = min(pixels, max(TILE_W, BAND_BYTES // (steps * 8) // TILE_W * TILE_W))
-    requant = {k: np.pad(v, (0, blocks * BLOCK_M - M)) for k, v in _requant_consts(scale).items()}
+    requant = {k: _by_group(v, groups, blocks * BLOCK_M) for k, v in _requant_consts(scale).items()}
+    # the padded input planes (VNNI): PI [C4][HP][WP] int32 for quads of channels, PB [C][HP][WPB] bytes for "rows"
+    # (wide enough for the last quad of columns); the padded rows and columns read
+    quad_planes = planes and mode == "channels" and _planes(mode, g, x_strides)
+    rows = planes and mode == "rows" and _planes(mode, g, x_strides)
+    hp, wp = (g["OH"] - 1) * g["SH"] + (g["KH"] - 1) * g["DH"] + 1, (g["OW"] - 1) * g["SW"] + (g["KW"] - 1) * g["DW"] + 1
+    wpb = (g["OW"] - 1) * g["SW"] + 4 * kq
     return Kernel("qconv_packed", {"X": X}, {"Y": Y},
                   consts={"Wp": np.ascontiguousarray(packed), "Bp": bp, **requant},
-                  params=dict(g, M=M, MB=blocks, BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=by_taps, TW=TILE_W, Q=chunk,
-                              OFF=offset, ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
-                              ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
-                  scratch={"S": (np.int32, steps * chunk * 2)},    # the band: int32 [steps][Q] or int16 [steps][Q][4]
+                  params=dict(g, C=C, M=M, MG=Mg, G=groups, XG=C * x_strides[1], YG=Mg * y_strides[1], MB=blocks,
+                              BM=BLOCK_M, C4=quads, STEPS=steps, TAPS=mode != "channels", ROWS=mode == "rows", KQ=kq,
+                              RP=rows, WPB=wpb, TW=TILE_W, Q=chunk, OFF=offset,
+                              ZXU=x_zp + offset, T=_ctype(X), TY=_ctype(Y), XS=x_strides, YS=y_strides,
+                              ZY=clamp[0], LO=clamp[1], HI=clamp[2], QP=quad_planes, HP=hp, WP=wp),
+                  scratch={"S": (np.int32, steps * chunk * 2),     # the band: int32 [steps][Q] or int16 [steps][Q][4]
+                           **({"PI": (np.int32, quads * hp * wp)} if quad_planes else {}),
+                           **({"PI": (np.int32, -(-(C * hp * wpb) // 4))} if rows else {})},
                   macs=g["N"] * M * pixels * C * g["KH"] * g["KW"],
                   math="Y[n][m][oh][ow] = requant(B[m] + sum_{c,kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[m][c][kh][kw])")
 
 
 DW_TILE = 32    # depthwise: outputs summed at once (one AVX-512 or two AVX2 vpmaddwd pairs)
+DW_QUAD_SPAN = 48   # a quad of taps reads 16 outputs' bytes from one 64-byte load: offsets within 48 of its first
+DW_FILL_CHUNKS = 16     # planes of bytes up to 1 KiB written by 64-byte chunks of vpermb, larger ones by rows
+
+
+def _tap_quads(taps: list[int]) -> list[tuple[int, list[tuple[int, int]]]]:
+    """The depthwise taps (plane offsets, in (kh, kw) order) in quads for vpdpbusd: sorted by offset,
+    up to 4 a quad whose offsets lie within DW_QUAD_SPAN of its first; each quad as (its first offset,
+    [(tap index, offset past the first)])."""
+    quads = []
+    for t in sorted(range(len(taps)), key=lambda t: taps[t]):
+        if not quads or len(quads[-1][1]) == 4 or taps[t] - quads[-1][0] > DW_QUAD_SPAN:
+            quads.append((taps[t], []))
+        quads[-1][1].append((t, taps[t] - quads[-1][0]))
+    return quads
+
+
+def _plane_chunks(g: dict, pitch: int, rows: int) -> list[tuple[int, int, int, list[int], int]] | None:
+    """A small depthwise plane of bytes written 64 at a time: for each 64-byte chunk that holds input,
+    (where it starts, the first input element it holds, the last one's distance from it, each byte's input
+    element past the first, the mask of the bytes that hold input), where one chunk's input lies within 64 bytes (stride 1); None for planes of more than
+    DW_FILL_CHUNKS chunks or with input spread wider, which are written row by row."""
+    SH, SW = g["SH"], g["SW"]
+    size = SH * SW * rows * pitch
+    if size > 64 * DW_FILL_CHUNKS:
+        return None
+    phase, at = np.divmod(np.arange(size), rows * pitch)
+    i = at // pitch * SH + phase // SW - g["PH"]
+    j = at % pitch * SW + phase % SW - g["PW"]
+    source = np.where((i >= 0) & (i < g["IH"]) & (j >= 0) & (j < g["IW"]), i * g["IW"] + j, -1)
+    chunks = []
+    for k in range(0, size, 64):
+        src = source[k:k + 64]
+        held = src >= 0
+        if not held.any():
+            continue
+        first = int(src[held].min())
+        if src.max() - first >= 64:
+            return None
+        chunks.append((k, first, int(src.max()) - first, [int(v) for v in np.where(held, src - first, 0)],
+                       sum(1 << b for b in np.flatnonzero(held).tolist())))
+    return chunks
 
 
 def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
-    """Depthwise 2-D convolution (group == C == M): each channel's plane becomes (X - x_zp) as int16,
-    padded with 0 and split by stride phase, so that every tap reads a contiguous run of outputs
-    (rows of PITCH columns, the ones past OW discarded); |x - x_zp| <= 255 and |w| <= 128, so the sums
-    of products wrap in 32 bits as the int32 model."""
+    """Depthwise 2-D convolution (group == C == M): each channel's plane is padded and split by stride
+    phase, so that every tap reads a contiguous run of outputs (rows of PITCH columns, the ones past OW
+    discarded).
+    With AVX-512 VNNI and VBMI the plane holds u = X (+ 128 for int8) as bytes, the padding u's zero point;
+    the taps go in quads (`quads`: each one vpermb of a 64-byte load gives 16 outputs their 4 bytes, one
+    vpdpbusd sums them), the zero point folded into the bias (sum (x - x_zp) w = sum u w - u_zp sum w).
+    Else the plane holds (X - x_zp) as int16, padded with 0, summed a tap at a time by vpmaddwd; |x - x_zp|
+    <= 255 and |w| <= 128, so the sums of products wrap in 32 bits as the int32 model."""
     g = geometry
     (SH, SW), (DH, DW), (KH, KW) = (g["SH"], g["SW"]), (g["DH"], g["DW"]), (g["KH"], g["KW"])
     pitch = g["OW"] + (KW - 1) * DW // SW
@@ -175,13 +272,24 @@ def _depthwise(X, Y, W, bias, clamp, x_zp, scale, geometry) -> Kernel:
     # per column phase p: the plane columns jj in [lo, hi) that hold input column jj * SW + p - PW
     PW, IW = g["PW"], g["IW"]
     cols = [(p, max(0, -(-(PW - p) // SW)), min(pitch, -(-(IW + PW - p) // SW)), p - PW) for p in range(SW)]
+    # quads: which outputs of the run of 16 from q0 are real (column < OW, row < OH; the low 16 bits) and how
+    # many (the bits above), by q0 % PITCH, then for the last, shorter run
+    outputs, tail = g["OH"] * g["OW"], g["OH"] * pitch % 16
+
+    def keep(r: int, run: int = 16) -> int:
+        bits = [j for j in range(run) if (r + j) % pitch < g["OW"]]
+        return sum(1 << j for j in bits) | len(bits) << 16
+    offset = 128 if X.dtype == np.int8 else 0
     return Kernel("qconv_depthwise", {"X": X}, {"Y": Y},
                   consts={"Wk": np.ascontiguousarray(W.reshape(W.shape[0], -1)), "Bk": np.asarray(bias, np.int32),
                           "TAP": np.asarray(taps, np.uint32), **_requant_consts(scale)},
                   params=dict(g, PITCH=pitch, ROWS=rows, taps=taps, cols=cols, TILE=DW_TILE, ZX=x_zp, T=_ctype(X),
-                              TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
+                              TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2], quads=_tap_quads(taps), keep=[keep(r) for r in range(pitch)],
+                              keep_tail=keep((g["OH"] * pitch - tail) % pitch, tail),
+                              OFF=offset, ZXU=x_zp + offset, OUT16=-(-outputs // 16) * 16,
+                              chunks=_plane_chunks(g, pitch, rows)),
                   scratch={"P": (np.int16, SH * SW * rows * pitch + DW_TILE),
-                           "U": (np.int32, (g["OH"] * pitch + DW_TILE - 1) // DW_TILE * DW_TILE)},
+                           "U": (np.int32, max(-(-(g["OH"] * pitch) // DW_TILE) * DW_TILE, -(-outputs // 16) * 16 + 16))},
                   macs=g["N"] * g["C"] * g["OH"] * g["OW"] * KH * KW,
                   math="Y[n][c][oh][ow] = requant(B[c] + sum_{kh,kw} (X[n][c][oh*S+kh*D-P][ow*S+kw*D-P] - x_zp) * W[c][0][kh][kw])")
 
@@ -238,8 +346,13 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
         return kernel
 
     K = W.shape[0]
-    if not fold or not _band_fits(K, 1, 1):
+    rows = int(np.prod(A.shape[:-1], dtype=np.int64))
+    if not fold:
         return generic()
+
+    def gemv():
+        return _gemv(A, Y, W.const, B.const if B is not None else np.zeros(N, np.int32), (y_zp, lo, hi), a_zp,
+                     scale, rows)
 
     def packed():
         # a 1x1 convolution with K input channels over A's rows: A[r][k] is X[0][k][0][r]
@@ -250,7 +363,34 @@ def qmatmul(outs, A, W, B=None, *, a_zp, y_zp, lo, hi, scale):
                          geometry, x_strides=(0, 1, 0, K), y_strides=(0, 1, N))
         kernel.math = "Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows"
         return kernel
-    return Tactics("packed", {"packed": packed, "generic": generic})
+    if not _band_fits(K, 1, 1):
+        return Tactics("gemv", {"gemv": gemv, "generic": generic})
+    return Tactics("gemv" if rows <= GEMV_ROWS else "packed", {"packed": packed, "gemv": gemv, "generic": generic})
+
+
+GEMV_ROWS, GEMV_COLUMNS = 4, 64     # gemv: up to 4 rows at once (their sums in registers) x 64 columns (4 AVX-512 vectors)
+
+
+def _gemv(A, Y, W, bias, clamp, a_zp, scale, rows) -> Kernel:
+    """Few rows of A times a constant W [K, N]: the weights packed for streaming, [N/64][K/4][64][4] int8 (blocks
+    of 16, 32 or 48 columns where N is smaller), read once per 4 rows; each quad of k of a row (u = A + 128 for int8, bytes) meets 64 columns' quads (AVX-512
+    VNNI: four vpdpbusd; AVX2: vpmaddwd by 8 columns), the zero point folded into the bias as in _packed."""
+    K, N = W.shape
+    width = min(GEMV_COLUMNS, -(-N // 16) * 16)     # fewer columns: blocks of 16 (the padding stays small)
+    quads, blocks = -(-K // 4), -(-N // width)
+    packed = np.zeros((quads * 4, blocks * width), np.int8)
+    packed[:K, :N] = W
+    packed = packed.reshape(quads, 4, blocks, width).transpose(2, 0, 3, 1)
+    offset = 128 if A.dtype == np.int8 else 0
+    requant = {k: np.pad(v, (0, blocks * width - N)) for k, v in _requant_consts(scale).items()}
+    return Kernel("qgemv", {"A": A}, {"Y": Y},
+                  consts={"Wp": np.ascontiguousarray(packed), "Bp": _folded_bias(bias, W.T, a_zp + offset,
+                                                                                 blocks * width), **requant},
+                  params=dict(R=rows, K=K, K4=quads, N=N, NB=width, NBLK=blocks, RB=GEMV_ROWS, OFF=offset,
+                              ZXU=a_zp + offset, TY=_ctype(Y), ZY=clamp[0], LO=clamp[1], HI=clamp[2]),
+                  scratch={"S": (np.int32, rows * quads * 2)},     # u: bytes [rows][K4][4] or int16 without VNNI
+                  macs=rows * K * N,
+                  math="Y[r][n] = requant(B[n] + sum_k (A[r][k] - a_zp) * W[k][n]), r over A's rows")
 
 
 @reference("KilnQMatMul")
@@ -276,6 +416,9 @@ def _minus(X, zp: int) -> str:
 @expression("KilnQAdd", kinds="iu", out=_out_dtype)
 def qadd(A, B, *, a_zp, b_zp, y_zp, lo, hi, scale, to):
     ma, mb, s = quant.pair_multiplier(*scale)
+    if 17 <= s <= 45:       # the same result in 32-bit arithmetic (kiln_requant2_narrow), which vectorises better
+        return (f"({_C[to]})kiln_requant2_narrow({_minus(A, a_zp)}, {ma >> 16}, {ma & 0xffff}, {_minus(B, b_zp)}, "
+                f"{mb >> 16}, {mb & 0xffff}, {s}, {y_zp}, {lo}, {hi})")
     return f"({_C[to]})kiln_requant2({_minus(A, a_zp)}, {ma}, {_minus(B, b_zp)}, {mb}, {s}, {y_zp}, {lo}, {hi})"
 
 
