@@ -365,3 +365,15 @@ def test_kiln_expf_at_its_ends(tmp_path, flags):
     assert np.isfinite(ends[0]) and ends[1] == np.inf and 0 < ends[2] <= np.exp(np.float32(-87)) and ends[3] == 0
     assert ends[4] == np.float32(np.exp(np.float32(-87))) or abs(ends[4] / np.exp(-87.0) - 1) < 1e-6
     assert list(ends[5:9]) == [np.inf, 0.0, np.inf, 0.0] and np.isnan(ends[9:11]).all() and list(ends[11:]) == [1, 1]
+
+
+@pytest.mark.parametrize("n", [16, 37, 64])
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "LayerNormalization"])
+def test_row_reductions_in_partial_results(op, n):
+    """Rows of 16 or more reduce (max, sums) in 16 partial results (templates/c/_fold.j2), with a tail
+    when n is no multiple of 16: against onnxruntime, on rows with a large offset (where a wrong max or
+    mean shows)."""
+    x = (RNG.standard_normal((3, 5, n)) * 4 + 50).astype(np.float32)
+    consts = {"s": RNG.standard_normal(n).astype(np.float32), "b": RNG.standard_normal(n).astype(np.float32)} \
+        if op == "LayerNormalization" else {}
+    one_node(op, {"x": x}, consts, axis=-1)
