@@ -8,7 +8,7 @@ import sys
 import time
 
 from .errors import KilnError
-from .targets import TARGETS
+from .targets import CORES, TARGETS
 
 CALIBRATION_CHECKS = 16     # verify --int8 without --inputs: the calibration samples it checks
 
@@ -120,7 +120,7 @@ def _compile(args):
                    max_weight_bytes=args.max_weight_bytes,
                    weights_encoding=args.weights_encoding,
                    backend="cuda" if args.target == "cuda" else "c",
-                   memory=args.memory or ("lean" if args.target.startswith("cortex-m") else "fast"))
+                   memory=args.memory or ("lean" if args.target in CORES else "fast"))
     model = proto if args.name else args.model
     if args.tune:
         from .tune import tune
@@ -182,7 +182,7 @@ def cmd_compile(args) -> int:
           + (f" (float32: arena {r['float32']['arena_bytes']}, weights {r['float32']['weight_bytes']})"
              if "float32" in r else ""))
     if args.target != "c":
-        from .targets.cortex_m import CFLAGS, CORES
+        from .targets.cortex_m import CFLAGS
         print(f"for {args.target}: arm-none-eabi-gcc {' '.join(CORES[args.target].flags + CFLAGS)} -c "
               f"{compiled.name}.c (weights in .rodata, the arena in .bss)")
     return 0
